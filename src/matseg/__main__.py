@@ -1,0 +1,5 @@
+import sys
+
+from matseg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,54 @@
+"""The ``matseg`` command: one subcommand per stage (``matseg <stage> --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import matseg
+from matseg.cli_common import UsageError
+
+# (module, purpose) in data-flow order; each module has add_parser(subparsers).
+SUBCOMMANDS = (
+    "matseg.synth2d.cli",
+    "matseg.tools.check",
+    "matseg.tools.show",
+    "matseg.tools.config_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="matseg",
+        description="Zero-shot material-state segmentation: MatSeg data engine, descriptor net and benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"matseg {matseg.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(title="stages", metavar="STAGE")
+    for module in SUBCOMMANDS:
+        importlib.import_module(module).add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except UsageError as exc:
+        print(f"matseg {sys.argv[1] if len(sys.argv) > 1 else ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

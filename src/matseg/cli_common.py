@@ -1,0 +1,94 @@
+"""Pieces every batch subcommand shares: config flags, runner flags, output-folder checks."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from pathlib import Path
+
+from matseg.config import ConfigError, diff_keys, dump_yaml, load_config, to_dict
+
+
+class UsageError(Exception):
+    """A problem with the command line or the environment; printed without traceback, exit 2."""
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("configuration")
+    group.add_argument("--config", metavar="FILE.yaml", help="YAML file with parameters (see `matseg config STAGE`)")
+    group.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one parameter, e.g. --set scene.p_hard=0.3 (repeatable; applied after --config)",
+    )  # fmt: skip
+    group.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def add_runner_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("execution")
+    group.add_argument("-w", "--workers", type=int, default=None, help="worker processes (default: all cores)")
+    group.add_argument("--ray", action="store_true", help="run on Ray (starts a local instance unless --ray-address)")
+    group.add_argument("--ray-address", metavar="ADDR", help="connect to a running Ray cluster (e.g. auto or ray://host:10001)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def runner_options(args: argparse.Namespace, description: str, **extra):
+    from matseg.runner import RunnerOptions
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    return RunnerOptions(
+        workers=args.workers,
+        ray=bool(args.ray or args.ray_address),
+        ray_address=args.ray_address,
+        progress=not args.no_progress,
+        description=description,
+        **extra,
+    )
+
+
+def resolve_config(cls, args: argparse.Namespace, flag_overrides: list[str]):
+    """Defaults < --config file < explicit flags (-n, --seed, ...) < --set overrides."""
+    try:
+        return load_config(cls, args.config, [*flag_overrides, *args.overrides])
+    except ConfigError as exc:
+        raise UsageError(f"invalid configuration: {exc}") from None
+
+
+def prepare_output_dir(out: Path) -> Path:
+    """Create ``out`` if needed and prove it is writable (fail now, not after an hour of work)."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{out}: output folder is not writable ({exc.strerror or exc})") from None
+    return out
+
+
+def check_saved_config(out: Path, cfg, run_only_keys: tuple[str, ...], force: bool = False) -> None:
+    """Refuse to mix samples of different configurations in one folder (resume needs the same config)."""
+    import yaml
+
+    saved_path = out / "config.yaml"
+    if not saved_path.exists() or force:
+        return
+    try:
+        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"{saved_path}: cannot read the saved config ({exc})") from None
+    changed = [k for k in diff_keys(saved, to_dict(cfg)) if k not in run_only_keys]
+    if changed:
+        raise UsageError(
+            f"{out} holds samples made with a different configuration (differs in: {', '.join(changed)}); "
+            "use another output folder, or --force-config to mix them anyway"
+        )
+
+
+def save_config(out: Path, cfg) -> Path:
+    from matseg.io.atomic import write_text_atomic
+
+    path = out / "config.yaml"
+    write_text_atomic(path, dump_yaml(cfg))
+    return path

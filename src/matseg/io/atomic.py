@@ -1,0 +1,93 @@
+"""Atomic file and folder writes: readers never see a half-written output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj, indent: int = 2) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False, default=json_default) + "\n")
+
+
+def json_default(obj):
+    # numpy scalars/arrays and paths appear in metadata; store them as plain JSON values.
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+TMP_PREFIX = ".tmp-"
+
+
+@contextmanager
+def atomic_folder(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary folder next to ``final``; on success rename it to ``final``.
+
+    If ``final`` already exists (an unfinished folder left by another tool), it is moved to
+    ``<parent>/.incomplete/<name>-<id>`` rather than deleted. On an exception the temporary
+    folder is removed and ``final`` is untouched.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f"{TMP_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            aside = final.parent / ".incomplete" / f"{final.name}-{uuid.uuid4().hex[:8]}"
+            aside.parent.mkdir(exist_ok=True)
+            os.replace(final, aside)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete temporary folders/files this package left in ``folder`` after a crash. Returns the count."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for p in folder.iterdir():
+        if p.name.startswith(TMP_PREFIX) or (p.name.startswith(".") and p.name.endswith(".tmp")):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            n += 1
+    return n

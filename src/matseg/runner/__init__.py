@@ -1,0 +1,22 @@
+"""Batch runner shared by every batch stage: one job, many items, inline / process pool / Ray.
+
+A stage implements the :class:`Job` protocol (``items``, ``is_done``, ``setup``, ``run``) and calls
+:func:`run_job`; the runner skips finished items, runs the rest in parallel, isolates failures and
+worker crashes per item, shows progress and returns a :class:`RunSummary`.
+"""
+
+from .core import ItemError, ItemResult, Job, RunnerOptions, WorkItem, derive_seed, execute_item
+from .driver import run_job
+from .summary import RunSummary
+
+__all__ = [
+    "ItemError",
+    "ItemResult",
+    "Job",
+    "RunSummary",
+    "RunnerOptions",
+    "WorkItem",
+    "derive_seed",
+    "execute_item",
+    "run_job",
+]

@@ -1,0 +1,61 @@
+"""Shared fixtures: paths to the read-only reference data in ../shared and small made-up inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_dir(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_dir():
+        pytest.skip(f"reference data {path} not available (expected ../shared next to the checkout)")
+    return path
+
+
+@pytest.fixture
+def natural_images() -> Path:
+    return shared_dir("natural_images")
+
+
+@pytest.fixture
+def shared_textures() -> Path:
+    return shared_dir("textures")
+
+
+@pytest.fixture
+def train_sample() -> Path:
+    return shared_dir("matseg_train_sample")
+
+
+def make_photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A photo-like RGB uint8 image: smooth random blobs plus noise (so every channel has structure)."""
+    import cv2
+
+    small = rng.integers(0, 256, size=(max(2, h // 32), max(2, w // 32), 3)).astype(np.uint8)
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.int16)
+    img += rng.integers(-12, 13, size=img.shape).astype(np.int16)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def photo_maker():
+    """``make_photo(rng, h, w)`` for tests that build their own input folders."""
+    return make_photo
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    """Four small made-up photos (PNG) in a folder."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for i, (h, w) in enumerate([(300, 420), (360, 360), (250, 500), (480, 320)]):
+        Image.fromarray(make_photo(rng, h, w)).save(folder / f"photo{i}.png")
+    return folder
