@@ -43,3 +43,14 @@ def test_core_dependencies_exclude_heavy_extras():
 
     core = [r for r in requires("matseg") if "extra ==" not in r]
     assert core and not [r for r in core if r.split()[0].lower().startswith(("torch", "bpy", "ray"))]
+
+
+def test_stage_configs_need_no_optional_extras():
+    # `matseg config STAGE` must work on a core install: no torch/bpy/ray import for any config.
+    code = (
+        "import sys; from matseg.tools.config_cmd import STAGE_CONFIGS, config_class\n"
+        "[config_class(s) for s in STAGE_CONFIGS]\n"
+        "print(','.join(m for m in ('torch', 'bpy', 'ray') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""

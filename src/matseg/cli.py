@@ -9,9 +9,15 @@ import sys
 import matseg
 from matseg.cli_common import UsageError
 
-# (module, purpose) in data-flow order; each module has add_parser(subparsers).
+# Modules in data-flow order; each has add_parser(subparsers).
 SUBCOMMANDS = (
+    "matseg.extract.textures_cli",
+    "matseg.materials.cli",
     "matseg.synth2d.cli",
+    "matseg.synth3d.cli",
+    "matseg.net.train_cli",
+    "matseg.net.infer_cli",
+    "matseg.evaluate.cli",
     "matseg.tools.check",
     "matseg.tools.show",
     "matseg.tools.config_cmd",
@@ -27,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"matseg {matseg.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(title="stages", metavar="STAGE")
+    subparsers = parser.add_subparsers(title="stages", metavar="STAGE", dest="stage")
     for module in SUBCOMMANDS:
         importlib.import_module(module).add_parser(subparsers)
     return parser
@@ -43,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except UsageError as exc:
-        print(f"matseg {sys.argv[1] if len(sys.argv) > 1 else ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
+        print(f"matseg {args.stage}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

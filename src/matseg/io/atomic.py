@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -31,7 +32,28 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, obj, indent: int = 2) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False, default=json_default) + "\n")
+    """Write strict JSON (NaN/inf become null, which every JSON reader accepts) atomically."""
+    write_text_atomic(path, json.dumps(finite_json(obj), indent=indent, default=json_default, allow_nan=False) + "\n")
+
+
+def finite_json(obj):
+    """``obj`` with non-finite floats replaced by None (Python's json would write bare NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.floating):
+            return finite_json(float(obj))
+        if isinstance(obj, np.ndarray):
+            return finite_json(obj.tolist())
+    except ImportError:  # pragma: no cover
+        pass
+    return obj
 
 
 def json_default(obj):

@@ -40,6 +40,8 @@ class ImageInfo:
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
     """Image files (by extension, case-insensitive) under ``folder``, sorted for determinism.
 
+    Hidden files and everything inside hidden folders below ``folder`` (names starting with
+    ".", e.g. ``.rejected/``, ``.incomplete/``, temporary ``.tmp-*`` folders) are skipped.
     Raises ``FileNotFoundError``/``NotADirectoryError`` with the folder named.
     """
     folder = Path(folder)
@@ -51,7 +53,9 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     found = [
         p
         for p in folder.glob(pattern)
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     ]
     return sorted(found, key=lambda p: p.as_posix())
 

@@ -32,7 +32,8 @@ def run_job(job: Job, options: RunnerOptions | None = None) -> RunSummary:
     """Run every unfinished item of ``job`` and return the summary.
 
     Items whose ``is_done`` is True are counted as skipped and never dispatched; the rest are
-    dispatched in index order to the inline (``workers=1``), process-pool or Ray backend. A failing
+    dispatched in index order to the inline (``workers=1`` without ``max_items_per_worker``),
+    process-pool or Ray backend. A failing
     item never stops the batch. On KeyboardInterrupt the pending work is cancelled, the partial
     summary is printed to stderr and the interrupt is re-raised.
     """
@@ -47,7 +48,9 @@ def run_job(job: Job, options: RunnerOptions | None = None) -> RunSummary:
         from .local import run_inline, run_process_pool
 
         workers = min(options.workers or available_cpus(), max(1, len(todo)))
-        backend, backend_fn = ("inline", run_inline) if workers == 1 else ("processes", run_process_pool)
+        # A recycling limit needs a worker process to recycle, even with one worker.
+        inline = workers == 1 and options.max_items_per_worker is None
+        backend, backend_fn = ("inline", run_inline) if inline else ("processes", run_process_pool)
 
     collector = ResultCollector(
         job_name=job.name,

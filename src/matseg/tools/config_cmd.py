@@ -8,6 +8,13 @@ import importlib
 # stage -> "module:ConfigClass"; stages of later issues add themselves here.
 STAGE_CONFIGS = {
     "synth2d": "matseg.synth2d.job:Synth2DConfig",
+    "synth3d": "matseg.synth3d.config:Synth3DConfig",
+    "textures": "matseg.extract.textures_job:TextureJobConfig",
+    "eval-bench": "matseg.evaluate.jobs:BenchmarkEvalConfig",
+    "eval-masks": "matseg.evaluate.jobs:MaskEvalConfig",
+    "pbr-make": "matseg.materials.jobs:PBRMakeConfig",
+    "pbr-mix": "matseg.materials.jobs:PBRMixConfig",
+    "train": "matseg.net.config:TrainConfig",
 }
 
 

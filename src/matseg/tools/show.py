@@ -1,7 +1,19 @@
-"""``matseg show DIR -o sheet.png``: a contact sheet to eyeball a dataset.
+"""``matseg show DIR -o sheet.png``: a contact sheet to eyeball a dataset, PBR materials or textures.
 
-One row per sample: the image | the soft annotation (``sum_i fraction_i * palette_i`` inside
-the ROI, black outside, so mixtures show as mixed colours) | the ROI weight as gray.
+What DIR holds is detected (``--kind`` overrides): a MatSeg dataset (folders with
+``RGB__RGB.jpg`` + ``Finished.txt``), else PBR material folders (any naming convention, see
+``matseg.materials.pbr``), else image files (textures).
+
+- dataset: one row per sample: the image | the soft annotation (``sum_i fraction_i *
+  palette_i`` inside the ROI, black outside, so mixtures show as mixed colours) | the ROI
+  weight as gray.
+- pbr: one card per material: base colour | a lit sphere rendered from the maps, a strip of
+  property-map thumbnails (N normal, H height, R roughness, M metallic, AO, S specular,
+  O opacity; crossed out when missing) and the material name.
+- textures: a grid of thumbnails with their file names.
+
+``-n`` draws a reproducible subset (``--seed``), so a folder of 1,000 materials is previewed
+in seconds; JPEG maps are decoded at reduced scale.
 """
 
 from __future__ import annotations
@@ -17,7 +29,16 @@ import numpy as np
 from matseg.io.dataset import DatasetFormatError, Sample, find_samples, read_sample
 from matseg.io.images import to_uint8, write_image
 
-__all__ = ["PALETTE", "annotation_rgb", "sample_row", "contact_sheet", "choose_samples", "add_parser", "run"]
+__all__ = [
+    "PALETTE", "KINDS", "annotation_rgb", "sample_row", "contact_sheet", "choose_samples", "detect_kind",
+    "material_card", "texture_card", "grid", "add_parser", "run",
+]  # fmt: skip
+
+#: What ``matseg show`` can display; "auto" detects it.
+KINDS = ("auto", "dataset", "pbr", "textures")
+#: Default ``-n`` and ``--height`` per kind.
+DEFAULT_COUNT = {"dataset": 8, "pbr": 24, "textures": 48}
+DEFAULT_HEIGHT = {"dataset": 256, "pbr": 128, "textures": 128}
 
 logger = logging.getLogger(__name__)
 
@@ -121,15 +142,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``show`` on an argparse subparsers object."""
     parser = subparsers.add_parser(
         "show",
-        help="contact sheet of dataset samples (image | annotation | ROI)",
+        help="contact sheet of a dataset, PBR materials (lit spheres) or textures",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("dir", type=Path, help="dataset folder (or one sample folder)")
+    parser.add_argument("dir", type=Path, help="dataset folder (or one sample folder), folder of PBR materials, or folder of textures")
     parser.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
-    parser.add_argument("-n", type=int, default=8, help="number of samples (default: 8)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for choosing samples (default: 0)")
-    parser.add_argument("--height", type=int, default=256, help="row height in pixels (default: 256)")
+    parser.add_argument("--kind", choices=KINDS, default="auto", help="what DIR holds (default: auto = detect)")
+    parser.add_argument("-n", type=int, default=None, help="number of samples / materials / textures (default: 8 / 24 / 48)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for choosing them (default: 0)")
+    parser.add_argument("--height", type=int, default=None, help="row height (dataset, default 256) or tile size (pbr, textures: default 128), pixels")
+    parser.add_argument("--columns", type=int, default=None, help="cards per row for pbr/textures (default: about square)")
     parser.set_defaults(handler=run)
     return parser
 
@@ -140,10 +163,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"matseg show: the output must be a .png file, got {args.output}")
         return 2
     try:
-        folders = choose_samples(find_samples(args.dir), args.n, args.seed)
+        kind = detect_kind(args.dir) if args.kind == "auto" else args.kind
+        n = DEFAULT_COUNT[kind] if args.n is None else args.n
+        height = DEFAULT_HEIGHT[kind] if args.height is None else args.height
+        if args.columns is not None and args.columns < 1:
+            raise ValueError(f"--columns must be >= 1, got {args.columns}")
+        shown = {"dataset": _dataset_sheet, "pbr": _pbr_sheet, "textures": _textures_sheet}[kind]
+        sheet = shown(Path(args.dir), n, args.seed, height, args.columns)
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"matseg show: {exc}")
         return 2
+    if sheet is None:
+        print(f"matseg show: nothing readable to show under {args.dir} (kind: {kind})")
+        return 1
+    output = Path(args.output)
+    write_image(output, sheet)
+    print(output)
+    return 0
+
+
+def _label_of(folder: Path, root: Path) -> str:
+    rel = folder.relative_to(root).as_posix()
+    return rel if rel != "." else folder.name
+
+
+def _dataset_sheet(root: Path, n: int, seed: int, height: int, columns: int | None) -> np.ndarray | None:
+    folders = choose_samples(find_samples(root), n, seed)
     samples, labels = [], []
     for folder in folders:
         try:
@@ -151,17 +196,158 @@ def run(args: argparse.Namespace) -> int:
         except DatasetFormatError as exc:
             logger.warning("skipping unreadable sample: %s", exc)
             continue
-        rel = folder.relative_to(args.dir).as_posix()
-        labels.append(rel if rel != "." else folder.name)
-    if not samples:
-        print(f"matseg show: no readable samples under {args.dir}")
-        return 1
-    try:
-        sheet = contact_sheet(samples, args.height, labels)
-    except ValueError as exc:
-        print(f"matseg show: {exc}")
-        return 2
-    output = Path(args.output)
-    write_image(output, sheet)
-    print(output)
-    return 0
+        labels.append(_label_of(folder, root))
+    return contact_sheet(samples, height, labels) if samples else None
+
+
+def _pbr_sheet(root: Path, n: int, seed: int, tile: int, columns: int | None) -> np.ndarray | None:
+    from matseg.materials.pbr import PBRReadError, find_materials, read_pbr
+
+    materials, bad = find_materials(root)
+    if not materials:
+        raise ValueError(f"{root}: no PBR material folders found" + (f" ({len(bad)} without a colour map)" if bad else ""))
+    cards = []
+    for folder in choose_samples(materials, n, seed):
+        try:
+            # Decoding at about twice the sphere size is all a preview needs (JPEG: reduced DCT).
+            material = read_pbr(folder, max_side=2 * tile)
+        except PBRReadError as exc:
+            logger.warning("skipping unreadable material: %s", exc)
+            continue
+        cards.append(material_card(material.maps, _label_of(folder, root), tile))
+    return grid(cards, columns) if cards else None
+
+
+def _textures_sheet(root: Path, n: int, seed: int, tile: int, columns: int | None) -> np.ndarray | None:
+    from matseg.io.images import list_images
+    from matseg.materials.pbr import read_map_file
+
+    paths = list_images(root)
+    if not paths:
+        raise ValueError(f"{root}: no image files found")
+    cards = []
+    for path in choose_samples(paths, n, seed):
+        try:
+            image = read_map_file(path, max_side=tile)
+        except ValueError as exc:
+            logger.warning("skipping unreadable image: %s", exc)
+            continue
+        cards.append(texture_card(image, _label_of(path, root), tile))
+    return grid(cards, columns) if cards else None
+
+
+def detect_kind(root: str | Path) -> str:
+    """``"dataset"``, ``"pbr"`` or ``"textures"``: what a folder holds (file names only, no decoding).
+
+    A dataset has finished MatSeg samples; a PBR folder has material folders of which at least
+    one holds a colour map and another map (so a texture folder with one ``*_color.jpg`` stays
+    a texture folder); else any image file makes it a texture folder.
+
+    Raises:
+        FileNotFoundError / NotADirectoryError: bad folder; ValueError: nothing to show.
+    """
+    from matseg.io.images import list_images
+    from matseg.materials.pbr import find_materials, scan_material
+
+    root = Path(root)
+    if find_samples(root):
+        return "dataset"
+    materials, _ = find_materials(root)
+    if any(len(scan_material(m).candidates) >= 2 for m in materials[:20]):
+        return "pbr"
+    if list_images(root):
+        return "textures"
+    raise ValueError(f"{root}: nothing to show (no MatSeg samples, PBR material folders or images)")
+
+
+# ----------------------------------------------------------------------------- cards and grids
+
+#: Thumbnail strip of a material card: property, short label.
+THUMB_PROPERTIES = (("normal", "N"), ("height", "H"), ("roughness", "R"), ("metallic", "M"),
+                    ("ao", "AO"), ("specular", "S"), ("opacity", "O"))  # fmt: skip
+_CARD_BACKGROUND = 24
+
+
+def _caption(width: int, text: str, height: int) -> np.ndarray:
+    """A ``(height, width, 3)`` dark strip with ``text`` (shortened with ".." to fit)."""
+    strip = np.full((height, width, 3), _CARD_BACKGROUND, np.uint8)
+    scale = height / 40.0
+    fitted = text
+    while fitted and cv2.getTextSize(fitted, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width - 6:
+        fitted = fitted[:-3] + ".." if len(fitted) > 3 else ""
+    cv2.putText(strip, fitted, (3, int(height * 0.72)), cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235), 1, cv2.LINE_AA)
+    return strip
+
+
+def material_card(maps: dict[str, np.ndarray], name: str, tile: int = 128) -> np.ndarray:
+    """One material: base colour | lit sphere, property thumbnails, name.
+
+    Args:
+        maps: a :class:`~matseg.materials.pbr.PBRMaterial`'s maps (``color`` required).
+        name: caption.
+        tile: side of the colour and sphere panels (>= 32).
+
+    Returns:
+        ``(tile + thumb + caption, 2 * tile, 3)`` uint8 RGB with ``thumb = 2 * tile // 7`` and
+        ``caption = max(12, tile // 7)``.
+    """
+    from matseg.materials.preview import map_thumbnail, render_sphere
+
+    if tile < 32:
+        raise ValueError(f"tile must be >= 32 pixels, got {tile}")
+    top = np.hstack([map_thumbnail(maps["color"], tile), render_sphere(maps, tile)])
+    thumb = 2 * tile // len(THUMB_PROPERTIES)
+    strip = np.full((thumb, 2 * tile, 3), _CARD_BACKGROUND, np.uint8)
+    for i, (prop, short) in enumerate(THUMB_PROPERTIES):
+        x = i * thumb
+        if prop in maps:
+            strip[:, x : x + thumb] = map_thumbnail(maps[prop], thumb)
+        else:  # crossed out: the property is missing
+            cv2.line(strip, (x + 4, 4), (x + thumb - 5, thumb - 5), (90, 90, 90), 1, cv2.LINE_AA)
+            cv2.line(strip, (x + 4, thumb - 5), (x + thumb - 5, 4), (90, 90, 90), 1, cv2.LINE_AA)
+        _put_small(strip, short, (x + 2, thumb - 3), thumb / 90.0)
+    return np.vstack([top, strip, _caption(2 * tile, name, max(12, tile // 7))])
+
+
+def texture_card(image: np.ndarray, name: str, tile: int = 128) -> np.ndarray:
+    """A texture thumbnail fitted in ``tile x tile`` (aspect kept, dark margins) above its name.
+
+    Returns ``(tile + caption, tile, 3)`` uint8 RGB, ``caption = max(12, tile // 7)``.
+    """
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    h, w = image.shape[:2]
+    s = tile / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    small = _resize(image, size)
+    panel = np.full((tile, tile, 3), _CARD_BACKGROUND, np.uint8)
+    y0, x0 = (tile - size[1]) // 2, (tile - size[0]) // 2
+    panel[y0 : y0 + size[1], x0 : x0 + size[0]] = small
+    return np.vstack([panel, _caption(tile, name, max(12, tile // 7))])
+
+
+def _put_small(image: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
+    scale = max(0.25, scale)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 2, cv2.LINE_AA)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def grid(cards: Sequence[np.ndarray], columns: int | None = None, gap: int = 2) -> np.ndarray:
+    """Cards (same-size ``(h, w, 3)`` uint8) in rows of ``columns`` (default: about a square sheet).
+
+    Returns ``(rows * (h + gap) - gap, columns * (w + gap) - gap, 3)`` uint8; empty cells black.
+    """
+    if not cards:
+        raise ValueError("grid needs at least one card, got none")
+    h, w = cards[0].shape[:2]
+    if any(c.shape != cards[0].shape for c in cards):
+        raise ValueError(f"cards must share one shape, got {sorted({c.shape for c in cards})}")
+    if columns is None:
+        columns = max(1, round(np.sqrt(len(cards) * h / w)))
+    columns = min(columns, len(cards))
+    rows = -(-len(cards) // columns)
+    sheet = np.zeros((rows * (h + gap) - gap, columns * (w + gap) - gap, 3), np.uint8)
+    for i, card in enumerate(cards):
+        r, c = divmod(i, columns)
+        sheet[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = card
+    return sheet

@@ -1,0 +1,51 @@
+"""Inference latency of the descriptor net on this machine (512x512 RGB -> descriptors).
+
+Target (issue 6): <= 0.3 s per 512x512 image on the CPU for the default encoder.
+Usage: python benchmarks/bench_infer.py [--size 512] [--repeats 10] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from matseg.net.infer import Predictor
+from matseg.net.model import DescriptorNet, ModelConfig
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, device {args.device}")
+    image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
+    for encoder in ("efficientnet_lite0",):
+        net = DescriptorNet(ModelConfig(encoder=encoder, pretrained=False))
+        params = sum(p.numel() for p in net.parameters()) / 1e6
+        predictor = Predictor(net, device=args.device, max_side=args.size)
+        for _ in range(2):  # warm-up
+            predictor.describe(image)
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            dmap = predictor.describe(image)
+            dmap.similarity(dmap.point_descriptor(args.size / 2, args.size / 2, 10))
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        print(f"{encoder} ({params:.1f} M params): median {statistics.median(times):.3f} s, "
+              f"min {min(times):.3f} s per {args.size}x{args.size} image (descriptors + one similarity map)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

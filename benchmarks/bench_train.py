@@ -1,0 +1,210 @@
+"""Training throughput of the descriptor net on this machine (images per second at 256x256).
+
+Target (issue 6): >= 8 images/s training at 256 px on the CPU for the default encoder.
+
+Three measurements:
+
+1. ``step``: one optimizer step (forward, material loss, backward, AdamW) on an in-memory batch
+   of ``--batch`` 256x256 images (7 = what the default pixel budget 700*700*2 gives at 256 px,
+   capped by max_images), for fp32 / bf16 autocast x channels-last off / on, at each thread count.
+2. ``e2e``: ``matseg.net.train.Trainer`` on a MatSeg folder with the batch side fixed at 256
+   (loader workers, crops, augmentation, logging included), images/s from metrics.csv.
+3. ``convnext``: the paper's encoder for comparison: a plain-PyTorch ConvNeXt-B (random init -
+   same layers and FLOPs as torchvision's, no weights needed for timing) with the reference's
+   decoder widths (PSP 512, decoder 512/256/128).
+
+Usage: python benchmarks/bench_train.py [--rounds 4] [--steps 4] [--threads 1,2] [--data DIR ...] [--parts lite,e2e,convnext]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from matseg.net.encoders import _ENCODERS, register_encoder
+from matseg.net.loss import material_loss
+from matseg.net.model import DescriptorNet, ModelConfig
+
+# ----------------------------------------------------------------------------- ConvNeXt-B, plain PyTorch
+
+
+class _LayerNorm2d(nn.LayerNorm):
+    def forward(self, x):
+        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+
+
+class _Block(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pw1, self.pw2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), 1e-6))
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.pw2(F.gelu(self.pw1(self.norm(y)))) * self.gamma
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXtBase(nn.Module):
+    """ConvNeXt-B features (depths 3-3-27-3, widths 128-256-512-1024) at strides 4, 8, 16, 32."""
+
+    feature_channels = (128, 256, 512, 1024)
+    feature_strides = (4, 8, 16, 32)
+
+    def __init__(self):
+        super().__init__()
+        dims, depths = self.feature_channels, (3, 3, 27, 3)
+        self.down = nn.ModuleList([nn.Sequential(nn.Conv2d(3, dims[0], 4, 4), _LayerNorm2d(dims[0], eps=1e-6))])
+        for i in range(3):
+            self.down.append(nn.Sequential(_LayerNorm2d(dims[i], eps=1e-6), nn.Conv2d(dims[i], dims[i + 1], 2, 2)))
+        self.stages = nn.ModuleList(nn.Sequential(*[_Block(d) for _ in range(n)]) for d, n in zip(dims, depths))
+
+    @staticmethod
+    def normalize(images):
+        return (images - 116.8) / 65.0  # the reference's input normalisation (§1.8)
+
+    def forward_features(self, x):
+        feats = []
+        for down, stage in zip(self.down, self.stages):
+            x = stage(down(x))
+            feats.append(x)
+        return feats
+
+
+if "convnext_base_plain" not in _ENCODERS:
+    register_encoder("convnext_base_plain")(lambda pretrained=True: ConvNeXtBase())
+
+REFERENCE_WIDTHS = {"psp_channels": 512, "decoder_channels": [512, 256, 128]}
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def _batch(n: int, size: int):
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 3, size, size, generator=g) * 255
+    fractions = torch.zeros(n, 4, size, size)
+    for i in range(4):  # four vertical bands per image
+        fractions[:, i, :, i * size // 4 : (i + 1) * size // 4] = 1
+    return images, fractions, torch.ones(n, size, size, dtype=torch.bool)
+
+
+class StepTimer:
+    """One net + optimizer + batch; ``run(k)`` times k optimizer steps."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, size: int, bf16: bool, channels_last: bool):
+        torch.manual_seed(0)
+        self.net = DescriptorNet(cfg).train()
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=1e-5, weight_decay=4e-5)
+        self.images, self.fractions, self.roi = _batch(batch, size)
+        if channels_last:
+            self.images = self.images.contiguous(memory_format=torch.channels_last)
+        self.bf16, self.batch = bf16, batch
+        self.times: list[float] = []
+        self.run(2, record=False)  # warm-up (allocations, oneDNN kernel choice)
+
+    def run(self, steps: int, record: bool = True) -> None:
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                desc = self.net(self.images)
+            loss, _ = material_loss(desc, self.fractions, self.roi)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            if record:
+                self.times.append(time.perf_counter() - t0)
+
+
+def compare(timers: dict[str, StepTimer], rounds: int, steps: int) -> dict[str, float]:
+    """Round-robin over the variants (so a burst of load from other processes hits them all),
+    then print images/s from the median step time and from the fastest round."""
+    rates = {}
+    for _ in range(rounds):
+        for timer in timers.values():
+            timer.run(steps)
+    for label, t in timers.items():
+        per_round = [statistics.median(t.times[r * steps : (r + 1) * steps]) for r in range(rounds)]
+        rates[label] = t.batch / statistics.median(t.times)
+        print(f"  {label:<34} {rates[label]:6.2f} images/s median  ({t.batch / min(per_round):6.2f} in the fastest round; "
+              f"median {statistics.median(t.times):.3f} s/step)")  # fmt: skip
+    return rates
+
+
+def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, workers: int) -> float:
+    from matseg.config import from_dict
+    from matseg.net.train import TrainConfig, Trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = from_dict(TrainConfig, {
+            "steps": steps + 2, "log_every": steps + 2, "val_every": 10**6, "checkpoint_every": 10**6, "keep_every": 0,
+            "precision": precision,
+            "data": {"size_min": size, "size_max": size, "max_pixels": size * size * batch, "max_images": batch,
+                     "min_images": batch, "val_fraction": 0.0, "workers": workers},
+        })  # fmt: skip
+        trainer = Trainer(cfg, [data], Path(tmp) / "run", progress=False)
+        t0 = time.perf_counter()
+        trainer.run()
+        wall = time.perf_counter() - t0
+        with (Path(tmp) / "run" / "metrics.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+    rate = float(rows[-1]["images_per_s"])
+    print(f"  {str(data)[-40:]:<40} {rate:6.2f} images/s in the loop ({(steps + 2) * batch / wall:.2f} incl. start-up), "
+          f"{workers} loader worker(s), {precision}")  # fmt: skip
+    return rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=4, help="steps per round")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--threads", default="2", help="comma-separated torch thread counts to try")
+    ap.add_argument("--data", type=Path, nargs="*", default=[], help="MatSeg folders for the end-to-end measurement")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--parts", default="lite,e2e,convnext", help="which measurements: lite, e2e, convnext")
+    args = ap.parse_args()
+
+    print(f"torch {torch.__version__}, {platform.machine()}, {platform.processor() or '?'}; "
+          f"{args.batch} x {args.size}x{args.size} per step")  # fmt: skip
+    parts = set(args.parts.split(","))
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    lite = ModelConfig(pretrained=False)  # weights do not change the speed
+    for threads in thread_counts if "lite" in parts else []:
+        torch.set_num_threads(threads)
+        print(f"efficientnet_lite0 (default model), {threads} thread(s), {args.rounds} rounds x {args.steps} steps:")
+        timers = {
+            f"{'bf16' if bf16 else 'fp32'}, channels_last {'on' if cl else 'off'}": StepTimer(lite, args.batch, args.size, bf16, cl)
+            for bf16 in (False, True)
+            for cl in (False, True)
+        }
+        compare(timers, args.rounds, args.steps)
+        del timers
+    torch.set_num_threads(max(thread_counts))
+    for data in args.data if "e2e" in parts else []:
+        print("end to end (Trainer: loader + step, bf16 autocast, channels_last):")
+        end_to_end(data, args.steps * args.rounds, args.size, args.batch, "bf16", args.workers)
+    if "convnext" in parts:
+        cfg = ModelConfig(encoder="convnext_base_plain", pretrained=False, **REFERENCE_WIDTHS)
+        params = sum(p.numel() for p in DescriptorNet(cfg).parameters()) / 1e6
+        print(f"convnext_base (plain PyTorch, random init; {params:.1f} M params with the reference decoder), "
+              f"{torch.get_num_threads()} thread(s):")  # fmt: skip
+        timers = {f"{'bf16' if bf16 else 'fp32'}, channels_last on": StepTimer(cfg, args.batch, args.size, bf16, True) for bf16 in (False, True)}
+        compare(timers, 2, 2)
+
+if __name__ == "__main__":
+    main()

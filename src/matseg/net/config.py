@@ -1,0 +1,116 @@
+"""Configuration of the descriptor net and its training (no torch import: ``matseg config train``
+and ``--print-config`` work without the torch extra)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from matseg.config import option, section
+from matseg.net.data import DataConfig
+
+CONFIG_NAME = "config.yaml"
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the descriptor net."""
+
+    encoder: str = option("efficientnet_lite0", "encoder name (see matseg.net.encoders.available_encoders)", "§G.2 (paper: convnext_base)")
+    pretrained: bool = option(True, "start from ImageNet weights", "§G.2")
+    descriptor_dim: int = option(128, "descriptor length per pixel", "§G")
+    psp_scales: list[float] = option([1.0, 0.5, 0.25, 0.125], "PSP pooling scales on the deepest features", "§1.8")
+    psp_channels: int = option(128, "channels per PSP branch (reference: 512 for ConvNeXt-B)", "§1.8")
+    decoder_channels: list[int] = option([256, 128, 128], "channels of the three upsampling stages (reference: 512, 256, 128)", "§1.8")
+
+    def __post_init__(self):
+        if len(self.decoder_channels) != 3:
+            raise ValueError(f"decoder_channels needs 3 stages, got {self.decoder_channels}")
+        if self.descriptor_dim < 2:
+            raise ValueError(f"descriptor_dim must be >= 2, got {self.descriptor_dim}")
+        if not self.psp_scales or any(not 0 < s <= 1 for s in self.psp_scales):
+            raise ValueError(f"psp_scales must lie in (0, 1], got {self.psp_scales}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its learning-rate schedule."""
+
+    lr: float = option(1e-5, "AdamW learning rate", "§G.2")
+    weight_decay: float = option(4e-5, "AdamW weight decay", "§1.8")
+    schedule: str = option("constant", "learning rate after warm-up: constant (paper, reference) or cosine decay to min_lr_fraction at the last step", "§1.8", choices=("constant", "cosine"))
+    warmup_steps: int = option(0, "linear warm-up from 0 over this many steps (0: none, as the reference)", "ours")
+    min_lr_fraction: float = option(0.0, "cosine schedule: final lr as a fraction of lr", "ours")
+    grad_clip: float = option(0.0, "clip the gradient norm to this (0: off, as the reference)", "ours")
+
+    def __post_init__(self):
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        if self.warmup_steps < 0 or self.grad_clip < 0 or not 0 <= self.min_lr_fraction <= 1:
+            raise ValueError(
+                f"need warmup_steps >= 0, grad_clip >= 0, 0 <= min_lr_fraction <= 1; got "
+                f"{self.warmup_steps}, {self.grad_clip}, {self.min_lr_fraction}"
+            )
+
+
+@dataclass
+class LossConfig:
+    """The material-contrastive loss (matseg.net.loss.material_loss)."""
+
+    temperature: float = option(0.2, "softmax temperature", "§G.1")
+    target: str = option("hard", "hard: one-hot by the highest fraction (paper); soft: the reference code's soft targets scaled by 1/M", "§G.1, §1.8", choices=("hard", "soft"))
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (the resolved copy is saved as RUN_DIR/config.yaml)."""
+
+    steps: int = option(1000000, "optimizer steps in total (a resumed run continues up to this)", "§1.8")
+    seed: int = option(0, "master seed: model head initialisation and every batch (data.py)", "ours")
+    log_every: int = option(50, "write a metrics.csv row every this many steps", "ours")
+    val_every: int = option(2000, "validate (held-out loss, --bench triplet metric) every this many steps and at the end", "ours")
+    checkpoint_every: int = option(2000, "write last.safetensors + state.pt every this many steps and at the end", "§1.8")
+    keep_every: int = option(20000, "keep a permanent step_NNNNNNN.safetensors every this many steps (0: never)", "§1.8")
+    device: str = option("auto", "auto (CUDA when available), cpu, cuda, cuda:N; under torchrun each rank uses cuda:LOCAL_RANK", "ours")
+    precision: str = option("auto", "auto (bf16 autocast on CPUs with native bf16 and on CUDA GPUs that support it; else fp32 on CPU, fp16 on CUDA), fp32, bf16, fp16 (CUDA, with gradient scaling)", "ours", choices=("auto", "fp32", "bf16", "fp16"))
+    channels_last: bool = option(True, "channels-last memory layout (faster convolutions on CPU and tensor cores; see docs/benchmarks.md)", "ours")
+    threads: int = option(0, "torch intra-op threads per process (0: torch's default)", "ours")
+    model: ModelConfig = section(ModelConfig, "the descriptor net")
+    data: DataConfig = section(DataConfig, "training data and batches")
+    optim: OptimConfig = section(OptimConfig, "optimizer")
+    loss: LossConfig = section(LossConfig, "loss")
+
+    def __post_init__(self):
+        if self.steps < 1 or self.seed < 0:
+            raise ValueError(f"need steps >= 1 and seed >= 0, got {self.steps}, {self.seed}")
+        for name in ("log_every", "val_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.keep_every < 0 or self.threads < 0:
+            raise ValueError(f"keep_every and threads must be >= 0, got {self.keep_every}, {self.threads}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+# Keys that may differ when a run is resumed: they change when and where, not what, is computed.
+RUN_ONLY_KEYS = ("steps", "log_every", "val_every", "checkpoint_every", "keep_every", "device", "precision", "threads", "data.workers")
+
+
+class TrainError(RuntimeError):
+    """The run cannot start or continue (bad run folder, mismatching config, no data)."""
+
+
+def load_saved_config(run_dir: Path) -> dict:
+    import yaml
+
+    path = run_dir / CONFIG_NAME
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise TrainError(f"{path}: missing (not a matseg train run folder)") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise TrainError(f"{path}: cannot read ({exc})") from None

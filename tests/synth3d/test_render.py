@@ -1,0 +1,280 @@
+"""synth3d with Blender: AOV masks against the RGB of the same render, end to end, determinism.
+
+Skipped where bpy is not installed (it needs Python 3.11: pip install 'matseg[synth3d]').
+Renders are tiny (32-64 px, 1-4 samples, no denoiser) to keep the file well under two minutes
+on two shared cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matseg.synth3d.blender import INSTALL_HINT, bpy_available
+
+pytestmark = pytest.mark.skipif(not bpy_available(), reason=f"bpy not installed: {INSTALL_HINT}")
+
+TINY = ["--size", "40", "--samples", "2", "--set", "render.denoiser=none", "--set", "render.adaptive_threshold=0",
+        "--set", "render.world_map_resolution=64", "--set", "quality.min_roi_fraction=0.02", "--no-progress"]  # fmt: skip
+
+
+def srgb_to_linear(u8: np.ndarray) -> np.ndarray:
+    c = u8.astype(np.float64) / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def emissive(rgb) -> dict:
+    """A leaf whose colour is exactly ``rgb`` under no light: black base, no specular, emission 1."""
+    return {"mode": "bsdf", "id": "x", "data": {"Base Color": [0, 0, 0, 1], "Specular IOR Level": 0.0, "Roughness": 1.0,
+            "Metallic": 0.0, "Transmission Weight": 0.0, "Emission Color": [*rgb, 1.0], "Emission Strength": 1.0}}  # fmt: skip
+
+
+IDENTITY = {"location": [0, 0, 0], "rotation": [0, 0, 0], "scale": [1, 1, 1]}
+
+
+def render_constructed(tmp_path: Path, photo: np.ndarray, split: dict | None, leaves: list[dict], size=(48, 48),
+                       shape: str = "plane", samples: int = 4):  # fmt: skip
+    """Render a hand-made scene through the package's builders: one object, no world, no lights,
+    a top-down camera at z = 3. Returns (rgb, passes) as read back by the package."""
+    from matseg.synth3d.annotation import read_passes, setup_outputs
+    from matseg.synth3d.blender import configure_render, image_from_array, quiet_output, require_bpy, reset_scene
+    from matseg.synth3d.config import CameraConfig, MaterialsConfig, RenderConfig
+    from matseg.synth3d.materials import build_material, split_tree
+    from matseg.synth3d.objects import MeshData, make_blender_object, primitive
+    from matseg.synth3d.world import build_camera
+
+    bpy = require_bpy()
+    scene = reset_scene()
+    configure_render(scene, RenderConfig(width=size[0], height=size[1], samples=samples, denoiser="none", adaptive_threshold=0), 7, 1)
+    scene.world = None
+    tree = split_tree(len(leaves))
+    if split is not None:
+        tree["split"] = {"id": 0, "photo_index": 0, "coordinates": "generated", "mapping": IDENTITY, **split}
+    plan = {"coordinates": "uv", "leaves": leaves, "tree": tree}
+    material = build_material("M", plan, {0: image_from_array("photo", photo)}, MaterialsConfig(), aov_prefix="matseg_")
+    if shape == "plane":
+        mesh = MeshData([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], [4], [0, 1, 2, 3], [False])
+    else:
+        mesh = primitive("sphere").transformed(np.eye(3) * 1.6)
+    ob = make_blender_object("Main", mesh, uv_margin=None)
+    ob.data.materials.append(material)
+    build_camera({"location": [0, 0, 3], "rotation": [0, 0, 0]}, CameraConfig())
+    files = setup_outputs(scene, tmp_path, len(leaves))
+    with quiet_output():
+        bpy.ops.render.render(write_still=False)
+    return read_passes(files)
+
+
+def test_masks_are_pixel_aligned_with_the_rgb(tmp_path):
+    # Photo: only the top-left quadrant is bright. Hard split at 0.5 on the red channel:
+    # leaf 2 (emits red) there, leaf 1 (emits blue) elsewhere.
+    photo = np.zeros((64, 64, 3), np.uint8)
+    photo[:32, :32] = 255
+    rgb, passes = render_constructed(tmp_path, photo, {"mode": "RGB", "channel": 0, "hard": True, "low": 0.5, "high": 0.5},
+                                     [emissive((0, 0, 1)), emissive((1, 0, 0))])  # fmt: skip
+    w1, w2, roi = passes["matseg_001"], passes["matseg_002"], passes["matseg_roi"]
+    red, blue = srgb_to_linear(rgb[..., 0]), srgb_to_linear(rgb[..., 2])
+    # Every pixel: the RGB is exactly the weighted mix of the two emissions (same samples, same filter).
+    assert np.abs(red - w2).max() < 0.02 and np.abs(blue - w1).max() < 0.02
+    assert np.allclose(w1 + w2, roi, atol=1e-5)
+    # Orientation: the bright quadrant of the photo is the top-left of the picture (row 0 = top).
+    # (The plane spans pixels ~2-46 of 48; the photo's quadrant boundary falls on pixel 24.)
+    assert w2[4:20, 4:20].min() > 0.99 and w2[28:, :].max() < 0.01 and w2[:, 28:].max() < 0.01
+    # The plane (2 units wide at 3 units, 50 mm lens) leaves a dark border: roi 0 there, 1 inside.
+    assert roi[24, 24] == pytest.approx(1.0) and roi[0, 0] == 0 and rgb[0, 0].max() == 0
+    # Soft values only on the anti-aliased boundary, and there in both.
+    edge = (w2 > 0.05) & (w2 < 0.95)
+    assert 0 < edge.sum() < 0.1 * edge.size
+    assert np.array_equal(edge, (red > 0.05) & (red < 0.95))
+
+
+def test_constant_half_mix_gives_half_weights_and_128(tmp_path):
+    value = 128 / 255
+    photo = np.full((16, 16, 3), 128, np.uint8)
+    rgb, passes = render_constructed(tmp_path, photo, {"mode": "RGB", "channel": 1, "hard": False, "low": value - 0.2, "high": value + 0.2},
+                                     [emissive((0, 0, 1)), emissive((1, 0, 0))], samples=2)  # fmt: skip
+    from matseg.synth3d.annotation import weights_from_aovs
+
+    weights, roi, _ = weights_from_aovs(np.stack([passes["matseg_001"], passes["matseg_002"]]), passes["matseg_roi"])
+    inside = roi > 0.999
+    assert inside.sum() > 500
+    masks = np.rint(weights * 255)
+    assert np.abs(masks[:, inside] - 128).max() <= 2
+    # The RGB agrees: half red, half blue in linear light (sRGB 188).
+    assert np.abs(rgb[inside][:, [0, 2]].astype(int) - 188).max() <= 2
+
+
+def test_transparent_surface_writes_its_weights_once(tmp_path):
+    from matseg.synth3d.materials import draw_bsdf
+
+    glassy = {"mode": "bsdf", "id": "g", "data": {**draw_bsdf(np.random.default_rng(0), 1.0), "Alpha": 0.5}}
+    _, passes = render_constructed(tmp_path, np.zeros((8, 8, 3), np.uint8), None, [glassy], shape="sphere", samples=2)
+    roi = passes["matseg_roi"]
+    assert roi.max() <= 1 + 1e-5 and roi.max() > 0.99  # front face only, not front + back
+    assert np.allclose(passes["matseg_001"], roi, atol=1e-6)
+
+
+def test_projection_matches_blender():
+    from matseg.synth3d.blender import require_bpy, reset_scene
+    from matseg.synth3d.config import CameraConfig
+    from matseg.synth3d.world import build_camera, draw_camera, project_points
+
+    bpy = require_bpy()
+    import bpy_extras.object_utils
+    from mathutils import Vector
+
+    scene = reset_scene()
+    scene.render.resolution_x, scene.render.resolution_y = 96, 64
+    cfg = CameraConfig()
+    cam = draw_camera(np.random.default_rng(2), cfg)
+    ob = build_camera(cam, cfg)
+    bpy.context.view_layer.update()
+    pts = np.random.default_rng(0).uniform(-30, 30, (20, 3))
+    xy, front = project_points(pts, cam, cfg.lens_mm, cfg.sensor_mm, 96, 64)
+    for p, (x, y), f in zip(pts, xy, front):
+        ndc = bpy_extras.object_utils.world_to_camera_view(scene, ob, Vector(p))
+        assert f == (ndc.z > 0)
+        if f:
+            assert x == pytest.approx(ndc.x * 96, abs=1e-3) and y == pytest.approx((1 - ndc.y) * 64, abs=1e-3)
+
+
+def _digest(root: Path) -> dict[str, str]:
+    """sha256 per file of every sample; meta.json without its volatile timing and memory."""
+    from matseg.io.dataset import find_samples
+
+    out = {}
+    for sample in find_samples(root):
+        for f in sorted(sample.iterdir()):
+            data = f.read_bytes()
+            if f.name == "meta.json":
+                meta = json.loads(data)
+                meta.pop("timing"), meta.pop("memory")
+                data = json.dumps(meta, sort_keys=True).encode()
+            out[f"{sample.name}/{f.name}"] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+PBR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pbr"
+
+
+def synth3d_args(out: Path, n: int = 3) -> list[str]:
+    """Three tiny scenes (PBRs from the shared data when present), one worker recycled every 2 scenes."""
+    args = ["synth3d", "-n", str(n), "-o", str(out), "-w", "1", "--scenes-per-worker", "2", "--seed", "11", *TINY]
+    return args + (["--pbr", str(PBR)] if PBR.is_dir() else [])
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    from matseg.cli import main
+
+    root = tmp_path_factory.mktemp("synth3d")
+    return root, main(synth3d_args(root / "a"))
+
+
+def test_generated_dataset_passes_check_and_records_everything(generated, train_sample):
+    from PIL import Image
+
+    from matseg.io.dataset import read_sample
+    from matseg.tools.check import check_dataset
+
+    root, rc = generated
+    out = root / "a"
+    assert rc == 0
+    report = check_dataset(out)
+    assert report.ok and len(report.passed) == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == 3 and summary["backend"] == "processes"
+    assert summary["memory"]["scenes"] == 3 and summary["memory"]["rss_mb_max"] > 50
+    published_camera = json.loads((train_sample / "0" / "CameraParameters.json").read_text())
+    for name in ("000000", "000001", "000002"):
+        sample = read_sample(out / name)
+        meta = sample.meta
+        assert set(meta["camera"]) == set(published_camera) and meta["camera"]["resolution_x"] == 40
+        assert len(meta["materials"]) == sample.num_materials >= 2
+        assert meta["render"]["engine"] == "CYCLES" and meta["render"]["device"] == "CPU" and meta["render"]["samples"] == 2
+        assert meta["memory"]["rss_mb"] > 50 and meta["timing"]["render_s"] > 0
+        assert meta["annotation"]["max_sum_error"] < 1e-3
+        # Weights sum to 1 on the object (the reader's fractions) and the files to the ROI file.
+        assert np.allclose(sample.fractions.sum(0)[sample.roi], 1, atol=1e-5)
+        mask_sum = sum(np.asarray(Image.open(out / name / m), np.int32) for m in meta["masks"])
+        roi_file = np.asarray(Image.open(out / name / "ObjectMaskOcluded.png"), np.int32)
+        assert np.abs(mask_sum - roi_file).max() <= math.ceil(len(meta["masks"]) / 2) + 1
+
+
+def test_same_seed_same_scene_and_resume(generated):
+    import shutil
+
+    from matseg.cli import main
+
+    root, _ = generated
+    first = _digest(root / "a")
+    assert main(synth3d_args(root / "a")) == 0  # rerun: everything skipped
+    assert json.loads((root / "a" / "summary.json").read_text())["skipped"] == 3
+    # The same seed into another folder (two scenes), and one scene regenerated after deletion.
+    assert main(synth3d_args(root / "b", n=2)) == 0
+    shutil.rmtree(root / "a" / "000001")
+    assert main(synth3d_args(root / "a")) == 0
+    assert json.loads((root / "a" / "summary.json").read_text())["done"] == 1
+    again, other = _digest(root / "a"), _digest(root / "b")
+    metas = [k for k in first if k.endswith("meta.json")]
+    assert all(again[k] == first[k] for k in metas) and all(other[k] == first[k] for k in other if k in metas)
+    # Cycles on the CPU with a fixed seed: the pixels are reproducible too (byte-identical files).
+    assert again == first
+    assert other == {k: first[k] for k in other}
+
+
+def test_bad_inputs(tmp_path, capsys):
+    from matseg.cli import main
+
+    empty = tmp_path / "hdri"
+    empty.mkdir()
+    assert main(["synth3d", "-n", "1", "-o", str(tmp_path / "o1"), "--hdri", str(empty), *TINY]) == 2
+    assert f"{empty}: no HDRI files" in capsys.readouterr().err
+    assert main(["synth3d", "-n", "1", "-o", str(tmp_path / "o2"), "--pbr", str(tmp_path / "none"), *TINY]) == 2
+    assert f"{tmp_path / 'none'}: folder does not exist" in capsys.readouterr().err
+    # A corrupt mesh: the scene fails (after one retry), is listed, the exit code is 1.
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    (meshes / "broken.glb").write_bytes(b"glTF" + bytes(range(60)))
+    out = tmp_path / "o3"
+    rc = main(["synth3d", "-n", "1", "-o", str(out), "--objects", str(meshes), "-w", "1",
+               "--set", "objects.p_user_mesh=1.0", "--set", "objects.p_single=1.0", *TINY])  # fmt: skip
+    assert rc == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == 0 and len(summary["failed"]) == 1
+    reason = summary["failed"][0]["reason"]
+    assert "broken.glb" in reason and "after 2 attempts" in reason
+
+
+def test_quality_gate_redraws_and_a_retry_draws_new_attempts(tmp_path):
+    from matseg.cli import main
+
+    out = tmp_path / "o"
+    # No scene can cover 99.9 % of the image with its main object: every attempt is rejected.
+    rc = main(["synth3d", "-n", "1", "-o", str(out), "-w", "1", *TINY, "--size", "24", "--samples", "1",
+               "--set", "quality.min_roi_fraction=0.999", "--set", "quality.max_scene_attempts=2"])  # fmt: skip
+    assert rc == 1
+    reason = json.loads((out / "summary.json").read_text())["failed"][0]["reason"]
+    # The retry (--retries 1) went on with attempts 2-3 instead of repeating 0-1.
+    assert "attempts 2-3 (main object too small in the image)" in reason and "[after 2 attempts]" in reason
+
+
+def test_without_pbr_folders_every_material_is_a_random_bsdf(tmp_path, capsys):
+    from matseg.cli import main
+    from matseg.io.dataset import read_sample
+
+    out = tmp_path / "o"
+    assert main(["synth3d", "-n", "1", "-o", str(out), "-w", "1", "--seed", "3", *TINY]) == 0
+    meta = read_sample(out / "000000").meta
+    assert {m["mode"] for m in meta["materials"]} == {"bsdf"}
+    assert all("Transmission Weight" in m["data"] for m in meta["materials"])
+    # A PBR folder without any material is a usage error, not a silent fallback.
+    empty = tmp_path / "pbr"
+    empty.mkdir()
+    assert main(["synth3d", "-n", "1", "-o", str(tmp_path / "o2"), "--pbr", str(empty), *TINY]) == 2
+    assert "no usable PBR material folder" in capsys.readouterr().err
