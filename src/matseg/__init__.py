@@ -1,8 +1,8 @@
 """matseg: zero-shot material-state segmentation (the MatSeg paper's system).
 
 Data flows one way, one subpackage per stage:
-``extract`` (pattern maps from photos) -> ``synth2d`` (scenes) -> dataset on disk (``io``)
--> training / inference / evaluation (later stages). ``runner`` executes batch stages on a
+``extract`` (pattern maps, textures) -> ``materials`` (PBR) -> ``synth2d`` / ``synth3d``
+(scenes) -> dataset on disk (``io``) -> ``net`` (training, inference) -> ``evaluate``. ``runner`` executes batch stages on a
 process pool or Ray; ``tools`` holds ``check`` and ``show``.
 
 The names below are the small public API; they are imported on first use so that
@@ -21,9 +21,15 @@ _API = {
     "default_photos": "matseg.io.sources",
     "default_textures": "matseg.io.sources",
     "read_image_rgb": "matseg.io.images",
-    # pattern maps (paper §3.1)
+    # pattern maps (paper §3.1) and textures (§3.2.1)
     "MapConfig": "matseg.extract.maps",
     "pattern_maps": "matseg.extract.maps",
+    "extract_textures": "matseg.extract.textures",
+    # PBR materials (§3.2.2, appendix F)
+    "read_pbr": "matseg.materials.pbr",
+    "write_pbr": "matseg.materials.pbr",
+    "make_pbr": "matseg.materials.make",
+    "mix_materials": "matseg.materials.mix",
     # 2D scenes
     "Scene2DConfig": "matseg.synth2d.scene",
     "Scene2D": "matseg.synth2d.scene",
@@ -35,6 +41,10 @@ _API = {
     "write_sample": "matseg.io.dataset",
     "find_samples": "matseg.io.dataset",
     "check_dataset": "matseg.tools.check",
+    # descriptor net (appendix G; torch extra) and evaluation (§4)
+    "load_model": "matseg.net.checkpoint",
+    "create_predictor": "matseg.evaluate.predictors",
+    "available_predictors": "matseg.evaluate.predictors",
     "contact_sheet": "matseg.tools.show",
     # configuration and batch runs
     "load_config": "matseg.config",

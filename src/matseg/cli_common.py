@@ -92,3 +92,42 @@ def save_config(out: Path, cfg) -> Path:
     path = out / "config.yaml"
     write_text_atomic(path, dump_yaml(cfg))
     return path
+
+
+def print_config_requested(args: argparse.Namespace, cfg) -> bool:
+    """Handle ``--print-config``: print the resolved config and say so (the caller returns 0)."""
+    if not getattr(args, "print_config", False):
+        return False
+    print(dump_yaml(cfg), end="")
+    return True
+
+
+def open_run(out: Path, cfg, run_only_keys: tuple[str, ...] = (), force: bool = False) -> Path:
+    """Everything a batch stage does to its output folder before running: create and probe it,
+    refuse a different saved config, save this one, remove temporaries left by a crash."""
+    from matseg.io.atomic import remove_stale_temporaries
+
+    out = prepare_output_dir(out)
+    check_saved_config(out, cfg, run_only_keys, force)
+    save_config(out, cfg)
+    remove_stale_temporaries(out)
+    return out
+
+
+def close_run(out: Path, summary, extra: dict | None = None, bad_inputs: dict[str, str] | None = None) -> int:
+    """Write ``summary.json`` (the runner's summary + ``extra`` + ``bad_inputs``), print the
+    summary and the skipped inputs; return the exit code."""
+    import sys
+
+    from matseg.io.atomic import write_json_atomic
+
+    report = {**summary.to_dict(), **(extra or {})}
+    if bad_inputs is not None:
+        report["bad_inputs"] = bad_inputs
+    write_json_atomic(out / "summary.json", report)
+    print(summary.format(), file=sys.stderr)
+    if bad_inputs:
+        print(f"unreadable inputs skipped: {len(bad_inputs)}", file=sys.stderr)
+        for path, reason in sorted(bad_inputs.items()):
+            print(f"  {path}: {reason}", file=sys.stderr)
+    return summary.exit_code

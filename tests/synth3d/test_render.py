@@ -278,3 +278,51 @@ def test_without_pbr_folders_every_material_is_a_random_bsdf(tmp_path, capsys):
     empty.mkdir()
     assert main(["synth3d", "-n", "1", "-o", str(tmp_path / "o2"), "--pbr", str(empty), *TINY]) == 2
     assert "no usable PBR material folder" in capsys.readouterr().err
+
+
+CUBE_V = [(x, y, z) for x in (0, 2) for y in (0, 1) for z in (0, 1)]
+CUBE_F = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+
+
+def _write_meshes(folder: Path) -> None:
+    folder.mkdir()
+    obj = [f"v {x} {y} {z}" for x, y, z in CUBE_V] + ["f " + " ".join(str(i + 1) for i in f) for f in CUBE_F]
+    (folder / "box.obj").write_text("\n".join(obj) + "\n")
+    ply = ["ply", "format ascii 1.0", f"element vertex {len(CUBE_V)}", "property float x", "property float y",
+           "property float z", f"element face {len(CUBE_F)}", "property list uchar int vertex_indices", "end_header"]  # fmt: skip
+    ply += [f"{x} {y} {z}" for x, y, z in CUBE_V] + [f"4 {' '.join(map(str, f))}" for f in CUBE_F]
+    (folder / "box.ply").write_text("\n".join(ply) + "\n")
+    tris = [(f[0], f[1], f[2]) for f in CUBE_F] + [(f[0], f[2], f[3]) for f in CUBE_F]
+    stl = ["solid box"] + [line for t in tris for line in (
+        "facet normal 0 0 0", "outer loop", *[f"vertex {' '.join(map(str, CUBE_V[i]))}" for i in t], "endloop", "endfacet")]
+    (folder / "box.stl").write_text("\n".join(stl + ["endsolid box"]) + "\n")  # fmt: skip
+
+
+def test_user_meshes_are_imported_and_rendered(tmp_path):
+    from matseg.cli import main
+    from matseg.io.dataset import read_sample
+    from matseg.synth3d.objects import import_mesh_file, place_mesh
+
+    from matseg.synth3d.blender import quiet_output, require_bpy, reset_scene
+
+    meshes = tmp_path / "meshes"
+    _write_meshes(meshes)
+    bpy = require_bpy()
+    reset_scene()
+    bpy.ops.mesh.primitive_cube_add(size=1)
+    bpy.context.active_object.scale = (2, 1, 1)
+    with quiet_output():
+        bpy.ops.export_scene.gltf(filepath=str(meshes / "box.glb"), export_format="GLB")
+    reset_scene()
+    for name in ("box.obj", "box.ply", "box.stl", "box.glb"):
+        mesh = import_mesh_file(meshes / name)
+        lo, hi = mesh.bbox()
+        # OBJ and glTF are y-up, Blender z-up: the importers turn the 2 x 1 x 1 box; its extents are kept.
+        assert sorted(np.round(hi - lo, 5)) == [1, 1, 2], name
+        placed = place_mesh(mesh, (0, 0, 0), 50, (0, 0, 0))
+        assert np.isclose(np.ptp(placed.verts, axis=0).max(), 50)
+    out = tmp_path / "o"
+    assert main(["synth3d", "-n", "1", "-o", str(out), "-w", "1", "--objects", str(meshes), *TINY,
+                 "--set", "objects.p_user_mesh=1.0", "--set", "objects.p_single=1.0"]) == 0  # fmt: skip
+    obj = read_sample(out / "000000").meta["scene"]["main"]["objects"][0]
+    assert obj["kind"] == "mesh" and Path(obj["file"]).parent == meshes

@@ -11,11 +11,11 @@ from matseg.cli_common import (
     UsageError,
     add_config_args,
     add_runner_args,
-    check_saved_config,
-    prepare_output_dir,
+    close_run,
+    open_run,
+    print_config_requested,
     resolve_config,
     runner_options,
-    save_config,
 )
 
 BENCH_DESCRIPTION = """\
@@ -141,23 +141,18 @@ def _create_predictor(cfg):
 def _run(args: argparse.Namespace, cfg, job_cls, entries) -> int:
     from matseg.evaluate.jobs import collect_results, results_document
     from matseg.evaluate.report import benchmark_csv, format_benchmark_table, format_mask_table, mask_csv
-    from matseg.io.atomic import remove_stale_temporaries, write_json_atomic, write_text_atomic
+    from matseg.io.atomic import write_json_atomic, write_text_atomic
     from matseg.runner import run_job
 
     predictor = _create_predictor(cfg)
     out = args.out or default_out_dir(Path(cfg.root), cfg.predictor.name, cfg.predictor.args)
-    out = prepare_output_dir(out)
-    check_saved_config(out, cfg, RUN_ONLY_KEYS, args.force_config)
-    save_config(out, cfg)
-    remove_stale_temporaries(out)
+    out = open_run(out, cfg, RUN_ONLY_KEYS, args.force_config)
     job = job_cls(cfg, out, entries, tuple(args.imports))
     job.predictor = predictor  # used as is by an inline run; worker processes build their own
     if args.workers is None:
         args.workers = 1  # one predictor (maybe a large model) per process: more only when asked
     print(f"{job.name}: {len(entries)} images of {cfg.root} with predictor {predictor.name} -> {out}", file=sys.stderr)
-    summary = run_job(job, runner_options(args, job.name))
-    write_json_atomic(out / "summary.json", summary.to_dict())
-    print(summary.format(), file=sys.stderr)
+    exit_code = close_run(out, run_job(job, runner_options(args, job.name)))
     records, aggregate = collect_results(job)
     write_json_atomic(out / "results.json", results_document(job, records, aggregate, predictor.params()))
     label = f"{predictor.name} {predictor.params()}" if predictor.params() else predictor.name
@@ -169,17 +164,14 @@ def _run(args: argparse.Namespace, cfg, job_cls, entries) -> int:
         table = format_mask_table(aggregate, f"{Path(cfg.root).name}, predictor {label}: {len(records)} images")
     print(table)
     print(f"results: {out / 'results.json'}, {out / 'results.csv'}; panels: {out / 'panels'}", file=sys.stderr)
-    return summary.exit_code
+    return exit_code
 
 
 def _evaluate(args: argparse.Namespace, config_cls, extra: list, scan, scan_error, job_cls) -> int:
     """Shared flow: imports, config, --print-config, scan the dataset, run the job."""
-    from matseg.config import dump_yaml
-
     _import_modules(args.imports)
     cfg = _resolve(config_cls, args, extra)
-    if args.print_config:
-        print(dump_yaml(cfg), end="")
+    if print_config_requested(args, cfg):
         return 0
     try:
         entries = scan(cfg.root)

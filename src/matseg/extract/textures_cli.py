@@ -10,11 +10,11 @@ from matseg.cli_common import (
     UsageError,
     add_config_args,
     add_runner_args,
-    check_saved_config,
-    prepare_output_dir,
+    close_run,
+    open_run,
+    print_config_requested,
     resolve_config,
     runner_options,
-    save_config,
 )
 
 EXTRACT_DESCRIPTION = """\
@@ -60,7 +60,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from matseg.extract.textures_job import TextureJob, TextureJobConfig, find_inputs, read_meta
-    from matseg.io.atomic import remove_stale_temporaries, write_json_atomic
+    from matseg.io.atomic import remove_stale_temporaries
     from matseg.runner import run_job
 
     flags = []
@@ -68,25 +68,20 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             flags.append(([key], getattr(args, flag)))
     cfg = resolve_config(TextureJobConfig, args, flags)
-    if args.print_config:
-        from matseg.config import dump_yaml
-
-        print(dump_yaml(cfg), end="")
+    if print_config_requested(args, cfg):
         return 0
 
     try:
         inputs = find_inputs(args.images, exclude=args.out)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    out = prepare_output_dir(args.out)
-    check_saved_config(out, cfg, (), args.force_config)
-    save_config(out, cfg)
-    for parent in sorted({(out / inp.name).parent for inp in inputs}):
-        remove_stale_temporaries(parent)
+    out = open_run(args.out, cfg, (), args.force_config)
+    for parent in sorted({(out / inp.name).parent for inp in inputs} - {out}):
+        remove_stale_temporaries(parent)  # photos in sub-folders have their own parents
 
     print(f"textures extract: {len(inputs)} photos -> {out}", file=sys.stderr)
     summary = run_job(TextureJob(cfg, out, inputs), runner_options(args, "textures"))
-    report = summary.to_dict()
+    report = {}
     failed = {name for name, _ in summary.failed}
     images, too_small = {}, []
     for inp in inputs:
@@ -101,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
     report["rejected"] = sum(v["rejected"] for v in images.values())
     report["too_small"] = too_small
     report["images"] = images
-    write_json_atomic(out / "summary.json", report)
-    print(summary.format(), file=sys.stderr)
+    exit_code = close_run(out, summary, report)
     print(
         f"textures: {report['textures']} kept, {report['rejected']} set aside in .rejected/ "
         f"(too smooth or saturated), from {len(images)} photos", file=sys.stderr,
@@ -111,4 +105,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"photos too small for a texture: {len(too_small)}", file=sys.stderr)
         for name in too_small[:20]:
             print(f"  {name}: {images[name]['too_small']}", file=sys.stderr)
-    return summary.exit_code
+    return exit_code

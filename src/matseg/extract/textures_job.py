@@ -28,7 +28,7 @@ from pathlib import Path
 import matseg
 from matseg.config import option, section, to_dict
 from matseg.extract.textures import Extraction, TextureExtractConfig, extract_textures
-from matseg.io.atomic import atomic_folder, json_default
+from matseg.io.atomic import json_bytes, write_folder
 from matseg.io.dataset import FINISHED_NAME, is_finished
 from matseg.io.images import IMAGE_EXTENSIONS, ImageReadError, encode_image, list_images, read_image_rgb
 from matseg.runner import ItemError, WorkItem
@@ -165,7 +165,7 @@ def write_extraction(folder: Path, source: Path, rgb, extraction: Extraction, cf
             "config": params,
         }
         files[f"{prefix}{name}.jpg"] = encode_image(rgb[y : y + h, x : x + w], ".jpg", jpeg_quality=cfg.output.jpeg_quality)
-        files[f"{prefix}{name}.json"] = _json_bytes(record)
+        files[f"{prefix}{name}.json"] = json_bytes(record)
         (rejected if tex.rejected else kept).append(f"{prefix}{name}.jpg")
     meta = {
         "generator": "matseg textures extract",
@@ -180,18 +180,9 @@ def write_extraction(folder: Path, source: Path, rgb, extraction: Extraction, cf
         "config": params,
         "timing": timing,
     }
-    files[META_NAME] = _json_bytes(meta)
-    with atomic_folder(folder) as tmp:
-        for rel, data in files.items():
-            target = tmp / rel
-            target.parent.mkdir(exist_ok=True)
-            target.write_bytes(data)
-        (tmp / FINISHED_NAME).write_bytes(b"")
+    files[META_NAME] = json_bytes(meta)
+    write_folder(folder, files, FINISHED_NAME)
     return meta
-
-
-def _json_bytes(obj: dict) -> bytes:
-    return (json.dumps(obj, indent=2, default=json_default) + "\n").encode("utf-8")
 
 
 def read_meta(folder: Path) -> dict | None:

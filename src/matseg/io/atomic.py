@@ -33,7 +33,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj, indent: int = 2) -> None:
     """Write strict JSON (NaN/inf become null, which every JSON reader accepts) atomically."""
-    write_text_atomic(path, json.dumps(finite_json(obj), indent=indent, default=json_default, allow_nan=False) + "\n")
+    write_bytes_atomic(path, json_bytes(obj, indent))
 
 
 def finite_json(obj):
@@ -113,3 +113,24 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
                 p.unlink(missing_ok=True)
             n += 1
     return n
+
+
+def json_bytes(obj, indent: int = 2) -> bytes:
+    """Strict, indented JSON of ``obj`` as UTF-8 bytes (non-finite floats become null)."""
+    return (json.dumps(finite_json(obj), indent=indent, default=json_default, allow_nan=False) + "\n").encode("utf-8")
+
+
+def write_folder(folder: str | os.PathLike, files: dict[str, bytes], marker: str = "Finished.txt") -> Path:
+    """Write ``{relative path: bytes}`` as one atomic folder, the empty ``marker`` file last.
+
+    Callers encode everything first, so a failure while encoding leaves no trace on disk; the
+    files inside need no temporary names because the folder as a whole appears at once.
+    """
+    folder = Path(folder)
+    with atomic_folder(folder) as tmp:
+        for rel, data in files.items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        (tmp / marker).write_bytes(b"")
+    return folder

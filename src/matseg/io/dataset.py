@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matseg.io.atomic import atomic_folder, json_default
+from matseg.io.atomic import json_bytes, write_folder
 from matseg.io.images import ImageReadError, encode_image, read_gray_u8, read_image_info, read_image_rgb
 from matseg.io.safe_pickle import UnsafePickleError, load_plain_pickle
 
@@ -571,15 +571,8 @@ def write_sample(
     for name, w in zip(names, weights):
         files[name] = encode_image(_quantize_validated(w), ".png", png_compression=png_compression)
     files[ROI_NAME] = encode_image(_quantize_validated(roi), ".png", png_compression=png_compression)
-    files[META_NAME] = (json.dumps(full_meta, indent=2, default=json_default) + "\n").encode("utf-8")
-
-    folder = Path(folder)
-    # The folder as a whole is atomic (temporary name, then rename), so the files inside need
-    # no temporary names of their own; Finished.txt is still written last.
-    with atomic_folder(folder) as tmp:
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        (tmp / FINISHED_NAME).write_bytes(b"")
+    files[META_NAME] = json_bytes(full_meta)
+    write_folder(folder, files, FINISHED_NAME)
     return folder
 
 

@@ -10,11 +10,11 @@ from matseg.cli_common import (
     UsageError,
     add_config_args,
     add_runner_args,
-    check_saved_config,
-    prepare_output_dir,
+    close_run,
+    open_run,
+    print_config_requested,
     resolve_config,
     runner_options,
-    save_config,
 )
 
 MAKE_DESCRIPTION = """\
@@ -84,32 +84,13 @@ def _resolve(cls, args: argparse.Namespace, flags: list, path_key: str, path: Pa
     return cfg
 
 
-def _print_config(cfg) -> int:
-    from matseg.config import dump_yaml
-
-    print(dump_yaml(cfg), end="")
-    return 0
-
-
 def _execute(job, cfg, args: argparse.Namespace, run_only: tuple[str, ...], bad_inputs: dict[str, str], headline: str) -> int:
     """Output checks, config.yaml, the run, summary.json and the printed summary."""
-    from matseg.io.atomic import remove_stale_temporaries, write_json_atomic
     from matseg.runner import run_job
 
-    out = prepare_output_dir(args.out)
-    check_saved_config(out, cfg, run_only, args.force_config)
-    save_config(out, cfg)
-    remove_stale_temporaries(out)
+    out = open_run(args.out, cfg, run_only, args.force_config)
     print(f"{job.name}: {headline} -> {out} (seed {cfg.seed})", file=sys.stderr)
-    summary = run_job(job, runner_options(args, job.name))
-    report = {**summary.to_dict(), "bad_inputs": bad_inputs}
-    write_json_atomic(out / "summary.json", report)
-    print(summary.format(), file=sys.stderr)
-    if bad_inputs:
-        print(f"inputs skipped: {len(bad_inputs)}", file=sys.stderr)
-        for path, reason in sorted(bad_inputs.items()):
-            print(f"  {path}: {reason}", file=sys.stderr)
-    return summary.exit_code
+    return close_run(out, run_job(job, runner_options(args, job.name)), bad_inputs=bad_inputs)
 
 
 def run_make(args: argparse.Namespace) -> int:
@@ -118,8 +99,8 @@ def run_make(args: argparse.Namespace) -> int:
 
     flags = [] if args.textureless is None else [(["textureless", "count"], args.textureless)]
     cfg = _resolve(PBRMakeConfig, args, flags, "textures", args.textures)
-    if args.print_config:
-        return _print_config(cfg)
+    if print_config_requested(args, cfg):
+        return 0
     if not cfg.textures and cfg.textureless.count == 0:
         raise UsageError("give a TEXTURES folder and/or --textureless N")
     textures, bad = None, {}
@@ -140,8 +121,8 @@ def run_mix(args: argparse.Namespace) -> int:
 
     flags = [] if args.num_mixes is None else [(["num_mixes"], args.num_mixes)]
     cfg = _resolve(PBRMixConfig, args, flags, "pbrs", args.pbrs)
-    if args.print_config:
-        return _print_config(cfg)
+    if print_config_requested(args, cfg):
+        return 0
     try:
         materials, bad = find_materials(cfg.pbrs)
     except (FileNotFoundError, NotADirectoryError) as exc:

@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matseg.io.atomic import atomic_folder, json_default
+from matseg.io.atomic import json_bytes, write_folder
 from matseg.io.images import IMAGE_EXTENSIONS, encode_image, read_image_info
 
 FORMAT_NAME = "matseg-pbr"
@@ -736,10 +736,5 @@ def write_pbr(folder: str | os.PathLike, maps: dict[str, np.ndarray], meta: dict
                  "files": files, **(meta or {})}  # fmt: skip
     # Encode everything before touching the disk, so a bad map leaves no folder behind.
     blobs = {name: _encode_map(maps[p], Path(name).suffix, jpeg_quality) for p, name in files.items()}
-    blobs[META_NAME] = (json.dumps(full_meta, indent=2, default=json_default) + "\n").encode("utf-8")
-    folder = Path(folder)
-    with atomic_folder(folder) as tmp:
-        for name, data in blobs.items():
-            (tmp / name).write_bytes(data)
-        (tmp / FINISHED_NAME).write_bytes(b"")
-    return folder
+    blobs[META_NAME] = json_bytes(full_meta)
+    return write_folder(folder, blobs, FINISHED_NAME)

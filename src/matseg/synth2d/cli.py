@@ -10,11 +10,11 @@ from matseg.cli_common import (
     UsageError,
     add_config_args,
     add_runner_args,
-    check_saved_config,
-    prepare_output_dir,
+    close_run,
+    open_run,
+    print_config_requested,
     resolve_config,
     runner_options,
-    save_config,
 )
 
 DESCRIPTION = """\
@@ -44,7 +44,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from matseg.io.atomic import remove_stale_temporaries, write_json_atomic
     from matseg.runner import run_job
     from matseg.synth2d.job import RUN_ONLY_KEYS, Synth2DConfig, Synth2DJob, load_sources
 
@@ -61,10 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(cfg.inputs, name):
             # Absolute, so config.yaml and meta.json do not depend on the working directory.
             setattr(cfg.inputs, name, str(Path(getattr(cfg.inputs, name)).expanduser().resolve()))
-    if args.print_config:
-        from matseg.config import dump_yaml
-
-        print(dump_yaml(cfg), end="")
+    if print_config_requested(args, cfg):
         return 0
 
     try:
@@ -75,10 +71,7 @@ def run(args: argparse.Namespace) -> int:
         for path, reason in sorted(source.bad.items()):
             print(f"warning: skipping unreadable {source.name[:-1]} {path}: {reason}", file=sys.stderr)
 
-    out = prepare_output_dir(args.out)
-    check_saved_config(out, cfg, RUN_ONLY_KEYS, args.force_config)
-    save_config(out, cfg)
-    remove_stale_temporaries(out)
+    out = open_run(args.out, cfg, RUN_ONLY_KEYS, args.force_config)
 
     print(
         f"synth2d: {cfg.num_scenes} scenes -> {out} (seed {cfg.seed}; {len(photos)} photos, "
@@ -86,12 +79,4 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     job = Synth2DJob(cfg, out, photos, textures)
     summary = run_job(job, runner_options(args, "synth2d"))
-    report = summary.to_dict()
-    report["bad_inputs"] = {**photos.bad, **textures.bad}
-    write_json_atomic(out / "summary.json", report)
-    print(summary.format(), file=sys.stderr)
-    if report["bad_inputs"]:
-        print(f"unreadable input files skipped: {len(report['bad_inputs'])}", file=sys.stderr)
-        for path, reason in sorted(report["bad_inputs"].items()):
-            print(f"  {path}: {reason}", file=sys.stderr)
-    return summary.exit_code
+    return close_run(out, summary, bad_inputs={**photos.bad, **textures.bad})

@@ -153,7 +153,8 @@ def available_gpu_devices(backends: tuple[str, ...] = ("OPTIX", "CUDA", "HIP", "
 def configure_render(scene, cfg, seed: int, threads: int) -> dict:
     """Apply the render settings of ``cfg`` (a :class:`~matseg.synth3d.config.RenderConfig`).
 
-    Returns the settings as recorded in ``meta.json`` (device actually used included).
+    Returns the settings as recorded in ``meta.json`` (device actually used included; not the
+    thread count, which changes no pixel and is recorded with the timing).
     Raises :class:`BlenderError` when ``device == "gpu"`` and no GPU is found.
     """
     # Quiet: the first device query makes Cycles log its GPU-library probes ("CUEW initialization failed").
@@ -229,7 +230,6 @@ def _configure_render(scene, cfg, seed: int, threads: int) -> dict:
         "world_map_resolution": cfg.world_map_resolution,
         "persistent_data": cfg.persistent_data,
         "cycles_seed": cycles.seed,
-        "threads": threads,
     }
     return settings
 

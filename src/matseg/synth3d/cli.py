@@ -10,11 +10,11 @@ from matseg.cli_common import (
     UsageError,
     add_config_args,
     add_runner_args,
-    check_saved_config,
-    prepare_output_dir,
+    close_run,
+    open_run,
+    print_config_requested,
     resolve_config,
     runner_options,
-    save_config,
 )
 
 DESCRIPTION = """\
@@ -83,7 +83,6 @@ def _absolute(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from matseg.io.atomic import remove_stale_temporaries, write_json_atomic
     from matseg.runner import run_job
     from matseg.runner.driver import available_cpus
     from matseg.synth3d.blender import INSTALL_HINT, bpy_available
@@ -95,10 +94,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(cfg.inputs, name):
             setattr(cfg.inputs, name, _absolute(getattr(cfg.inputs, name)))
     cfg.inputs.pbr = [_absolute(p) for p in cfg.inputs.pbr]
-    if args.print_config:
-        from matseg.config import dump_yaml
-
-        print(dump_yaml(cfg), end="")
+    if print_config_requested(args, cfg):
         return 0
     if args.scenes_per_worker < 1:
         raise UsageError(f"--scenes-per-worker must be >= 1, got {args.scenes_per_worker}")
@@ -114,10 +110,7 @@ def run(args: argparse.Namespace) -> int:
     for path, reason in sorted(bad.items()):
         print(f"warning: skipping unusable input {path}: {reason}", file=sys.stderr)
 
-    out = prepare_output_dir(args.out)
-    check_saved_config(out, cfg, RUN_ONLY_KEYS, args.force_config)
-    save_config(out, cfg)
-    remove_stale_temporaries(out)
+    out = open_run(args.out, cfg, RUN_ONLY_KEYS, args.force_config)
 
     workers = args.workers or available_cpus()
     threads = cfg.render.threads or max(1, available_cpus() // workers)
@@ -130,15 +123,8 @@ def run(args: argparse.Namespace) -> int:
     todo = [it.name for it in job.items() if not job.is_done(it)]
     options = runner_options(args, "synth3d", max_items_per_worker=args.scenes_per_worker, retries=args.retries)
     summary = run_job(job, options)
-    report = summary.to_dict()
-    report["bad_inputs"] = bad
-    report["memory"] = memory_report(out, todo)
-    write_json_atomic(out / "summary.json", report)
-    print(summary.format(), file=sys.stderr)
-    if report["memory"]:
-        m = report["memory"]
-        print(f"  memory   resident {m['rss_mb_median']:.0f} MiB median, {m['rss_mb_max']:.0f} MiB max per scene; "
-              f"worker peak {m['peak_rss_mb_max']:.0f} MiB", file=sys.stderr)  # fmt: skip
-    if bad:
-        print(f"unusable input files skipped: {len(bad)}", file=sys.stderr)
-    return summary.exit_code
+    memory = memory_report(out, todo)
+    if memory:
+        print(f"memory: resident {memory['rss_mb_median']:.0f} MiB median, {memory['rss_mb_max']:.0f} MiB max per scene; "
+              f"worker peak {memory['peak_rss_mb_max']:.0f} MiB", file=sys.stderr)  # fmt: skip
+    return close_run(out, summary, extra={"memory": memory}, bad_inputs=bad)

@@ -224,12 +224,14 @@ def draw_thresholds(rng: np.random.Generator, cfg) -> tuple[bool, float, float]:
     return False, high * (1 - cfg.soft_width_max * float(rng.random())), high
 
 
-def _small(rgb: np.ndarray, side: int = 128) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    f = side / max(h, w)
+def shrink_to_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` (H, W[, C]) shrunk with area averaging so its longer side is at most ``max_side``
+    (returned as is when it already fits)."""
+    h, w = image.shape[:2]
+    f = max_side / max(h, w)
     if f >= 1:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        return image
+    return cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
 
 
 def draw_split(rng: np.random.Generator, cfg, photos) -> dict:
@@ -253,7 +255,8 @@ def draw_split(rng: np.random.Generator, cfg, photos) -> dict:
         except ImageReadError as exc:
             last_error = exc
             continue
-        values = blender_channels(_small(pixels) / np.float32(255.0), mode)[..., channel]
+        # The split balance is judged on a 128 px copy: a histogram needs no more.
+        values = blender_channels(shrink_to_side(pixels, 128) / np.float32(255.0), mode)[..., channel]
         share = float(ramp(values, low, high, hard).mean())
         plan = {
             "photo": photos.entries[index].id,

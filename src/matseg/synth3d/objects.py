@@ -417,6 +417,7 @@ def import_mesh_file(path: str | os.PathLike) -> MeshData:
     finally:
         if new:
             bpy.data.batch_remove(new)
+            bpy.context.view_layer.update()  # else the view layer still lists the removed objects
 
 
 def make_blender_object(name: str, mesh: MeshData, collection=None, subdivision: int = 0, uv_margin: float | None = 0.03):
@@ -454,7 +455,8 @@ def smart_uv_project(ob, island_margin: float) -> None:
     bpy = require_bpy()
     view_layer = bpy.context.view_layer
     for other in view_layer.objects:
-        other.select_set(False)
+        if other is not None:
+            other.select_set(False)
     view_layer.objects.active = ob
     ob.select_set(True)
     bpy.ops.object.mode_set(mode="EDIT")

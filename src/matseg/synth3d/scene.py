@@ -24,7 +24,7 @@ import numpy as np
 from matseg.io.dataset import default_min_visible_pixels
 from matseg.io.images import ImageReadError
 from matseg.io.sources import ImageSource
-from matseg.synth3d.materials import PbrLibrary
+from matseg.synth3d.materials import PbrLibrary, shrink_to_side
 
 
 class Scene3DError(RuntimeError):
@@ -89,17 +89,6 @@ def _always_pbr(cfg):
     return dataclasses.replace(cfg, p_pbr=1.0)
 
 
-def _photo_pixels(photos: ImageSource, index: int, max_side: int) -> np.ndarray:
-    import cv2
-
-    pixels = photos.get(index)
-    h, w = pixels.shape[:2]
-    f = max_side / max(h, w)
-    if f < 1:
-        pixels = cv2.resize(pixels, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-    return pixels
-
-
 def _split_photos(tree: dict) -> list[int]:
     found: list[int] = []
 
@@ -160,7 +149,7 @@ def _build_and_render(plan, rng, cfg, inputs, seed, threads, annotate, workdir):
 
     main_mesh = join_meshes([object_mesh(p, importer) for p in plan["main"]["objects"]])
     distractor_meshes = [object_mesh(p, importer) for p in plan["distractors"]]
-    photo_images = {i: image_from_array(f"photo{i}", _photo_pixels(inputs.photos, i, inputs.photo_max_side))
+    photo_images = {i: image_from_array(f"photo{i}", shrink_to_side(inputs.photos.get(i), inputs.photo_max_side))
                     for i in _split_photos(plan["material"]["tree"])}  # fmt: skip
     coords = plan["material"]["coordinates"]
     scene_images: dict = {}
