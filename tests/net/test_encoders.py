@@ -43,3 +43,65 @@ def test_encoder_has_no_classifier():
     assert not hasattr(model, "_fc")
     with pytest.raises(RuntimeError, match="without its classifier"):
         model(torch.zeros(1, 3, 32, 32))
+
+
+def test_convnext_base_without_timm_says_how_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_timm(name, *args, **kwargs):
+        if name == "timm":
+            raise ImportError("No module named 'timm'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_timm)
+    with pytest.raises(ImportError, match=r"pip install 'matseg\[convnext\]'"):
+        create_encoder("convnext_base")
+
+
+class _FakeFeatureInfo:
+    def channels(self):
+        return [8, 16, 32, 64]
+
+    def reduction(self):
+        return [4, 8, 16, 32]
+
+
+def test_convnext_base_through_timm_feeds_the_descriptor_net(monkeypatch, tmp_path):
+    """The timm path with a stand-in timm (the real one needs a torchvision build not installed here):
+    the adapter must pass the local weights file on and expose what DescriptorNet needs."""
+    import sys
+    import types
+
+    from torch import nn
+
+    calls = {}
+
+    class Features(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.convs = nn.ModuleList(nn.Conv2d(3, c, 1, stride=s) for c, s in zip((8, 16, 32, 64), (4, 8, 16, 32)))
+            self.feature_info = _FakeFeatureInfo()
+
+        def forward(self, x):
+            return [conv(x) for conv in self.convs]
+
+    def create_model(name, **kwargs):
+        calls.update(name=name, **kwargs)
+        return Features()
+
+    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create_model))
+    from matseg.net.model import DescriptorNet, ModelConfig
+
+    weights = tmp_path / "convnext_base.safetensors"
+    net = DescriptorNet(ModelConfig(encoder="convnext_base", encoder_weights=str(weights), descriptor_dim=8,
+                                    decoder_channels=[16, 8, 8], psp_channels=4)).eval()  # fmt: skip
+    assert calls["name"] == "convnext_base" and calls["features_only"] and calls["out_indices"] == (0, 1, 2, 3)
+    assert calls["pretrained_cfg_overlay"] == {"file": str(weights)}
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 64) * 255)
+    assert out.shape == (1, 8, 16, 16)
+    # ImageNet normalisation: mid-grey maps near zero.
+    x = net.encoder.normalize(torch.full((1, 3, 2, 2), 0.45 * 255))
+    assert x.abs().max() < 0.3

@@ -18,6 +18,7 @@ class ModelConfig:
 
     encoder: str = option("efficientnet_lite0", "encoder name (see matseg.net.encoders.available_encoders)", "§G.2 (paper: convnext_base)")
     pretrained: bool = option(True, "start from ImageNet weights", "§G.2")
+    encoder_weights: str | None = option(None, "local encoder checkpoint instead of the default pretrained weights (e.g. timm's convnext_base file when offline)", "ours")
     descriptor_dim: int = option(128, "descriptor length per pixel", "§G")
     psp_scales: list[float] = option([1.0, 0.5, 0.25, 0.125], "PSP pooling scales on the deepest features", "§1.8")
     psp_channels: int = option(128, "channels per PSP branch (reference: 512 for ConvNeXt-B)", "§1.8")

@@ -56,7 +56,7 @@ class DescriptorNet(nn.Module):
     def __init__(self, cfg: ModelConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or ModelConfig()
-        self.encoder = create_encoder(cfg.encoder, pretrained=cfg.pretrained)
+        self.encoder = create_encoder(cfg.encoder, pretrained=cfg.pretrained, weights_file=cfg.encoder_weights if cfg.pretrained else None)
         chans = list(self.encoder.feature_channels)
         strides = list(self.encoder.feature_strides)
         # Taps at strides 4, 8, 16, 32 (the reference's ConvNeXt feature indices 1, 3, 5, 7).
