@@ -82,3 +82,24 @@ def _flatten(d, prefix=""):
         else:
             out[prefix + k] = v
     return out
+
+
+def test_check_probabilities_on_every_p_field():
+    from matseg.config import check_probabilities
+
+    @dataclass
+    class P:
+        p_a: float = 0.5
+        p_b: float | None = None
+        other: float = 7.0
+
+    check_probabilities(P())
+    with pytest.raises(ValueError, match="p_a must be in"):
+        check_probabilities(P(p_a=1.5))
+    with pytest.raises(ValueError, match="other must be in"):
+        check_probabilities(P(), "other")
+    # The 2D generator's sections validate their probabilities through it.
+    from matseg.synth2d.scene import Scene2DConfig
+
+    with pytest.raises(ConfigError, match="p_shadow must be in"):
+        load_config(Scene2DConfig, None, ["shadows.p_shadow=2"])

@@ -219,3 +219,12 @@ def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
         elif va != vb:
             keys.append(prefix + k)
     return keys
+
+
+def check_probabilities(cfg: Any, *names: str) -> None:
+    """Raise ``ValueError`` unless each named field (default: every field called ``p_*``) is in [0, 1]."""
+    names = names or tuple(f.name for f in dataclasses.fields(cfg) if f.name.startswith("p_"))
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")

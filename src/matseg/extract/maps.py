@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from matseg.config import option
+from matseg.config import check_probabilities, option
 from matseg.io.images import ImageReadError
 from matseg.io.sources import ImageSource
 
@@ -62,11 +62,8 @@ class MapConfig:
     hard_min_weight: float = option(0.1, "hard scenes: pixels whose strongest map is below this become background", "§1.1.6")
 
     def __post_init__(self):
-        for name in ("p_hsv", "p_normalize_by_max", "p_hard_ramp", "p_low_retry", "p_accept_unbalanced_low",
-                     "p_small_source", "p_zoom_out", "p_blur", "p_even", "min_side_fraction", "hard_min_weight"):  # fmt: skip
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        check_probabilities(self)
+        check_probabilities(self, "min_side_fraction", "hard_min_weight")
         if not self.blur_kernels or any(k < 1 or k % 2 == 0 for k in self.blur_kernels):
             raise ValueError(f"blur_kernels must be odd positive sizes, got {self.blur_kernels}")
         if self.high_threshold_tries < 1 or self.total_threshold_tries < self.high_threshold_tries:

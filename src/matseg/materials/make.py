@@ -36,20 +36,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from matseg.config import option, section
+from matseg.config import check_probabilities, option, section
 from matseg.materials.pbr import FLAT_NORMAL, encode_normal
 
 # Sources a property map can be drawn from (names recorded in meta.json).
 RAW_CHANNELS = ("rel_R", "rel_G", "rel_B", "H", "S", "V")
 # Added to the pixel mean before dividing (reference value): keeps dark pixels finite.
 RELATIVE_RGB_OFFSET = 10.0
-
-
-def _check_probability(cfg, names: tuple[str, ...]) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
 
 
 def _check_kernels(kernels: list[int], name: str) -> None:
@@ -68,7 +61,7 @@ class AugmentConfig:
     p_color_hue_rotate: float = option(0.2, "probability of another hue rotation of the colour map only (after the maps' channels were taken)", "§1.5 step 3")
 
     def __post_init__(self):
-        _check_probability(self, ("p_hue_rotate", "p_rot90", "p_fliplr", "p_flipud", "p_color_hue_rotate"))
+        check_probabilities(self, *("p_hue_rotate", "p_rot90", "p_fliplr", "p_flipud", "p_color_hue_rotate"))
 
 
 @dataclass
@@ -89,7 +82,7 @@ class PropertyMapConfig:
     p_threshold: float = option(0.11, "probability of zeroing values below a random level in [low, high]", "§1.5 step 5, fixed")
 
     def __post_init__(self):
-        _check_probability(self, ("probability", "p_constant", "p_invert", "p_blur", "p_unnormalised",
+        check_probabilities(self, *("probability", "p_constant", "p_invert", "p_blur", "p_unnormalised",
                                   "p_random_low", "p_random_high", "p_threshold"))  # fmt: skip
         _check_kernels(self.blur_kernels, "blur_kernels")
         if len(self.source_cuts) != 2 or not 0.0 <= self.source_cuts[0] <= self.source_cuts[1] <= 1.0:
@@ -135,7 +128,7 @@ class OpacityMapConfig(PropertyMapConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_probability(self, ("p_cutout", "min_mean"))
+        check_probabilities(self, *("p_cutout", "min_mean"))
 
 
 @dataclass
@@ -147,7 +140,7 @@ class AOConfig:
     strength: list[float] = option([2.0, 6.0], "strength range", "ours")
 
     def __post_init__(self):
-        _check_probability(self, ("probability",))
+        check_probabilities(self, *("probability",))
         for name in ("radius", "strength"):
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
@@ -164,7 +157,7 @@ class ReflectiveConfig:
     threshold: int = option(160, "metallic level that separates metal from non-metal", "§1.5 step 6")
 
     def __post_init__(self):
-        _check_probability(self, ("p_reflective", "p_non_reflective", "p_roughness_follows"))
+        check_probabilities(self, *("p_reflective", "p_non_reflective", "p_roughness_follows"))
 
 
 @dataclass
@@ -193,7 +186,7 @@ class TexturelessConfig:
     p_random_specular: float = option(0.12, "specular U (else 0.5)", "§1.7 (Blender BSDF)")
 
     def __post_init__(self):
-        _check_probability(self, ("probability", "p_random_roughness", "p_random_metallic", "p_random_specular"))
+        check_probabilities(self, *("probability", "p_random_roughness", "p_random_metallic", "p_random_specular"))
         if self.count < 0:
             raise ValueError(f"count must be >= 0, got {self.count}")
         if self.size < 1:

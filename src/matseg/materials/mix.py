@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from matseg.config import option
+from matseg.config import check_probabilities, option
 from matseg.materials.pbr import PROPERTIES, PBRMaterial, default_map, encode_normal, normal_planes
 
 MIX_MODES = ("equal", "max", "flexible")
@@ -46,10 +46,7 @@ class MixConfig:
     max_size: int | None = option(2048, "longest side of the mixed maps (the largest source's size, shrunk to this); null = keep", "ours")
 
     def __post_init__(self):
-        for name in ("p_more_sources", "p_equal", "p_max"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        check_probabilities(self)
         if self.p_equal + self.p_max > 1.0:
             raise ValueError(f"p_equal + p_max must be <= 1, got {self.p_equal} + {self.p_max}")
         if self.max_sources is not None and self.max_sources < 2:

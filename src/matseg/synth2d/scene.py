@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from matseg.config import option, section
+from matseg.config import check_probabilities, option, section
 from matseg.extract.maps import MapConfig, cover_scale, image_channel, pattern_maps, photo_view, random_view
 from matseg.io.images import ImageReadError
 from matseg.io.sources import ImageSource
@@ -49,6 +49,7 @@ class SceneConfig:
     max_scene_attempts: int = option(8, "redraws of the maps before the scene is reported as failed", "ours")
 
     def __post_init__(self):
+        check_probabilities(self)
         if not 16 <= self.size_min <= self.size_max:
             raise ValueError(f"need 16 <= size_min <= size_max, got {self.size_min}, {self.size_max}")
         if not 1 <= self.materials_min <= self.materials_max:
@@ -72,6 +73,9 @@ class TextureConfig:
     min_tile: int = option(100, "smallest tile side after shrinking, pixels", "§1.2.3")
     p_hue_shift: float = option(0.12, "probability of a random hue rotation", "§1.2.3")
 
+    def __post_init__(self):
+        check_probabilities(self)
+
 
 @dataclass
 class ShadowConfig:
@@ -84,6 +88,9 @@ class ShadowConfig:
     blur_kernels: list[int] = option([5, 7, 9, 11, 13, 15, 17, 19, 21], "Gaussian kernel sizes", "§1.2.3")
     p_full_strength: float = option(0.5, "probability of strength 1 (else uniform in [0, 1))", "§1.2.3")
 
+    def __post_init__(self):
+        check_probabilities(self)
+
 
 @dataclass
 class BackgroundConfig:
@@ -91,6 +98,9 @@ class BackgroundConfig:
 
     p_small_source: float = option(0.03, "relative chance of a photo smaller than the scene", "§1.2.2")
     p_zoom: float = option(0.5, "probability of a random zoom (else the tightest cover)", "§1.2.2")
+
+    def __post_init__(self):
+        check_probabilities(self)
 
 
 @dataclass

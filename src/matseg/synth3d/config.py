@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from matseg.config import option, section
+from matseg.config import check_probabilities, option, section
 from matseg.synth2d.job import OutputConfig  # the same sample writer settings as the 2D scenes
 
 
@@ -20,13 +20,6 @@ def _check_range(name: str, pair: list[float], lo: float | None = None, hi: floa
         raise ValueError(f"{name} must be >= {lo}, got {pair}")
     if hi is not None and pair[1] > hi:
         raise ValueError(f"{name} must be <= {hi}, got {pair}")
-
-
-def _check_probabilities(obj, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
 
 
 @dataclass
@@ -71,7 +64,7 @@ class ObjectsConfig:
     uv_island_margin: float = option(0.03, "smart UV project island margin", "§1.7.2")
 
     def __post_init__(self):
-        _check_probabilities(self, "p_single", "p_few", "p_user_mesh", "p_displace", "p_subdivision")
+        check_probabilities(self, "p_single", "p_few", "p_user_mesh", "p_displace", "p_subdivision")
         for name in ("single_size", "few_size", "many_size"):
             _check_range(name, getattr(self, name), lo=1e-3)
         for name in ("few_z", "many_z"):
@@ -108,7 +101,7 @@ class MaterialsConfig:
     def __post_init__(self):
         if not 1 <= self.count_min <= self.count_max:
             raise ValueError(f"need 1 <= count_min <= count_max, got {self.count_min}, {self.count_max}")
-        _check_probabilities(self, "p_random_count", "p_pbr", "p_camera_coords", "p_object_coords", "p_pbr_axis_scale", "p_transparent_bsdf")
+        check_probabilities(self, "p_random_count", "p_pbr", "p_camera_coords", "p_object_coords", "p_pbr_axis_scale", "p_transparent_bsdf")
         if self.p_camera_coords + self.p_object_coords > 1.0 + 1e-9:
             raise ValueError("p_camera_coords + p_object_coords must be <= 1 (the rest is UV)")
         _check_range("pbr_log10_scale", self.pbr_log10_scale)
@@ -130,7 +123,7 @@ class SplitsConfig:
     tries: int = option(20, "draws per split before the last one is kept", "ours")
 
     def __post_init__(self):
-        _check_probabilities(self, "p_hard", "min_side_fraction")
+        check_probabilities(self, "p_hard", "min_side_fraction")
         _check_range("hard_range", self.hard_range, 0.0, 1.0)
         _check_range("soft_high_range", self.soft_high_range, 0.0, 1.0)
         if not 0.0 <= self.soft_width_max <= 1.0:
@@ -167,7 +160,7 @@ class WorldConfig:
     p_spot_random_direction: float = option(0.4, "probability of a random spot direction (else aimed at the origin)", "§1.7.7, fixed")
 
     def __post_init__(self):
-        _check_probabilities(self, "p_strength_boost", "p_tilt", "p_ground", "p_distractors", "p_lights", "p_another_light",
+        check_probabilities(self, "p_strength_boost", "p_tilt", "p_ground", "p_distractors", "p_lights", "p_another_light",
                              "p_spot", "p_spot_random_direction")  # fmt: skip
         if not 0.0 <= self.p_another_light < 1.0:
             raise ValueError("p_another_light must be < 1 (else lights never stop)")
