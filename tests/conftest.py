@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +61,33 @@ def photo_folder(tmp_path: Path) -> Path:
     for i, (h, w) in enumerate([(300, 420), (360, 360), (250, 500), (480, 320)]):
         Image.fromarray(make_photo(rng, h, w)).save(folder / f"photo{i}.png")
     return folder
+
+
+# Keys of meta.json that legitimately differ between two runs of the same seed.
+VOLATILE_META_KEYS = ("timing", "memory")
+
+
+def output_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file inside every finished output folder (one holding ``Finished.txt``)
+    below ``root``, keyed by relative path; meta.json without its volatile keys. Two runs with
+    the same seed must give equal digests; folders set aside (``.incomplete/``) are left out."""
+    digest = {}
+    for marker in sorted(Path(root).rglob("Finished.txt")):
+        folder = marker.parent
+        if ".incomplete" in folder.relative_to(root).parts:
+            continue
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            data = f.read_bytes()
+            if f.name == "meta.json":
+                meta = json.loads(data)
+                for key in VOLATILE_META_KEYS:
+                    meta.pop(key, None)
+                data = json.dumps(meta, sort_keys=True).encode()
+            digest[f.relative_to(root).as_posix()] = hashlib.sha256(data).hexdigest()
+    return digest
+
+
+@pytest.fixture(name="output_digest")
+def output_digest_fixture():
+    """``output_digest(root)``: see :func:`output_digest`."""
+    return output_digest

@@ -25,30 +25,16 @@ def _run(*args: str) -> int:
     return main(["synth2d", "--no-progress", *args])
 
 
-def dataset_digest(root: Path) -> dict[str, str]:
-    """sha256 of every file of every sample; meta.json without its (volatile) timing."""
-    digest = {}
-    for sample in find_samples(root):
-        for f in sorted(sample.iterdir()):
-            data = f.read_bytes()
-            if f.name == "meta.json":
-                meta = json.loads(data)
-                meta.pop("timing")
-                data = json.dumps(meta, sort_keys=True).encode()
-            digest[f"{sample.name}/{f.name}"] = hashlib.sha256(data).hexdigest()
-    return digest
-
-
-def test_same_seed_same_bytes_for_one_and_two_workers(tmp_path):
+def test_same_seed_same_bytes_for_one_and_two_workers(tmp_path, output_digest):
     assert _run("-n", "8", "-o", str(tmp_path / "a"), "-w", "1", *SMALL) == 0
     assert _run("-n", "8", "-o", str(tmp_path / "b"), "-w", "2", *SMALL) == 0
-    a, b = dataset_digest(tmp_path / "a"), dataset_digest(tmp_path / "b")
+    a, b = output_digest(tmp_path / "a"), output_digest(tmp_path / "b")
     assert len(find_samples(tmp_path / "a")) == 8 and a == b
     assert _run("-n", "8", "-o", str(tmp_path / "c"), "-w", "1", "--seed", "1", *SMALL) == 0
-    assert dataset_digest(tmp_path / "c") != a
+    assert output_digest(tmp_path / "c") != a
 
 
-def test_output_is_readable_checked_and_recorded(tmp_path):
+def test_output_is_readable_checked_and_recorded(tmp_path, output_digest):
     out = tmp_path / "out"
     assert _run("-n", "3", "-o", str(out), "-w", "1", "--seed", "5", *SMALL) == 0
     assert main(["check", str(out)]) == 0
@@ -61,13 +47,13 @@ def test_output_is_readable_checked_and_recorded(tmp_path):
     assert sample.meta["scene"]["num_materials"] == sample.fractions.shape[0]
     assert np.allclose(sample.fractions.sum(0)[sample.roi], 1, atol=1e-5)
     # A rerun skips every finished sample and leaves them untouched.
-    before = dataset_digest(out)
+    before = output_digest(out)
     assert _run("-n", "3", "-o", str(out), "-w", "1", "--seed", "5", *SMALL) == 0
     assert json.loads((out / "summary.json").read_text())["skipped"] == 3
-    assert dataset_digest(out) == before
+    assert output_digest(out) == before
 
 
-def test_resume_after_sigkill_gives_the_uninterrupted_dataset(tmp_path):
+def test_resume_after_sigkill_gives_the_uninterrupted_dataset(tmp_path, output_digest):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     cmd = [sys.executable, "-m", "matseg", "synth2d", "--no-progress", "-n", "30", "-w", "2", *SMALL]
     proc = subprocess.Popen([*cmd, "-o", str(killed)], start_new_session=True,
@@ -81,7 +67,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_dataset(tmp_path):
     assert 0 < partial < 30, "the kill should land mid-run"
     assert subprocess.run([*cmd, "-o", str(killed)], capture_output=True).returncode == 0
     assert subprocess.run([*cmd, "-o", str(clean)], capture_output=True).returncode == 0
-    assert dataset_digest(killed) == dataset_digest(clean)
+    assert output_digest(killed) == output_digest(clean)
     assert not [p for p in killed.iterdir() if p.name.startswith(".tmp-")]
 
 
@@ -184,9 +170,9 @@ def test_print_config_reflects_file_and_overrides(tmp_path, capsys):
 
 
 @pytest.mark.ray
-def test_ray_backend_gives_the_same_dataset(tmp_path, monkeypatch):
+def test_ray_backend_gives_the_same_dataset(tmp_path, monkeypatch, output_digest):
     pytest.importorskip("ray", reason="ray extra not installed (pip install 'matseg[ray]')")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert _run("-n", "4", "-o", str(tmp_path / "local"), "-w", "1", *SMALL) == 0
     assert _run("-n", "4", "-o", str(tmp_path / "ray"), "-w", "2", "--ray", *SMALL) == 0
-    assert dataset_digest(tmp_path / "ray") == dataset_digest(tmp_path / "local")
+    assert output_digest(tmp_path / "ray") == output_digest(tmp_path / "local")

@@ -7,7 +7,6 @@ on two shared cores.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -143,22 +142,6 @@ def test_projection_matches_blender():
             assert x == pytest.approx(ndc.x * 96, abs=1e-3) and y == pytest.approx((1 - ndc.y) * 64, abs=1e-3)
 
 
-def _digest(root: Path) -> dict[str, str]:
-    """sha256 per file of every sample; meta.json without its volatile timing and memory."""
-    from matseg.io.dataset import find_samples
-
-    out = {}
-    for sample in find_samples(root):
-        for f in sorted(sample.iterdir()):
-            data = f.read_bytes()
-            if f.name == "meta.json":
-                meta = json.loads(data)
-                meta.pop("timing"), meta.pop("memory")
-                data = json.dumps(meta, sort_keys=True).encode()
-            out[f"{sample.name}/{f.name}"] = hashlib.sha256(data).hexdigest()
-    return out
-
-
 PBR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pbr"
 
 
@@ -206,13 +189,13 @@ def test_generated_dataset_passes_check_and_records_everything(generated, train_
         assert np.abs(mask_sum - roi_file).max() <= math.ceil(len(meta["masks"]) / 2) + 1
 
 
-def test_same_seed_same_scene_and_resume(generated):
+def test_same_seed_same_scene_and_resume(generated, output_digest):
     import shutil
 
     from matseg.cli import main
 
     root, _ = generated
-    first = _digest(root / "a")
+    first = output_digest(root / "a")
     assert main(synth3d_args(root / "a")) == 0  # rerun: everything skipped
     assert json.loads((root / "a" / "summary.json").read_text())["skipped"] == 3
     # The same seed into another folder (two scenes), and one scene regenerated after deletion.
@@ -220,7 +203,7 @@ def test_same_seed_same_scene_and_resume(generated):
     shutil.rmtree(root / "a" / "000001")
     assert main(synth3d_args(root / "a")) == 0
     assert json.loads((root / "a" / "summary.json").read_text())["done"] == 1
-    again, other = _digest(root / "a"), _digest(root / "b")
+    again, other = output_digest(root / "a"), output_digest(root / "b")
     metas = [k for k in first if k.endswith("meta.json")]
     assert all(again[k] == first[k] for k in metas) and all(other[k] == first[k] for k in other if k in metas)
     # Cycles on the CPU with a fixed seed: the pixels are reproducible too (byte-identical files).
