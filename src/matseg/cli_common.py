@@ -54,6 +54,12 @@ def resolve_config(cls, args: argparse.Namespace, flag_overrides: list[str]):
         raise UsageError(f"invalid configuration: {exc}") from None
 
 
+def absolute_path(path: str | Path) -> str:
+    """Input paths are stored absolute, so config.yaml and meta.json do not depend on the
+    working directory a job was started from."""
+    return str(Path(path).expanduser().resolve())
+
+
 def prepare_output_dir(out: Path) -> Path:
     """Create ``out`` if needed and prove it is writable (fail now, not after an hour of work)."""
     out = Path(out)

@@ -10,6 +10,7 @@ from matseg.cli_common import (
     UsageError,
     add_config_args,
     add_runner_args,
+    absolute_path,
     close_run,
     open_run,
     print_config_requested,
@@ -79,8 +80,7 @@ def _resolve(cls, args: argparse.Namespace, flags: list, path_key: str, path: Pa
         flags.append(([path_key], str(path)))
     cfg = resolve_config(cls, args, flags)
     if getattr(cfg, path_key):
-        # Absolute, so config.yaml and meta.json do not depend on the working directory.
-        setattr(cfg, path_key, str(Path(getattr(cfg, path_key)).expanduser().resolve()))
+        setattr(cfg, path_key, absolute_path(getattr(cfg, path_key)))
     return cfg
 
 

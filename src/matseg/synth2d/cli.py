@@ -8,6 +8,7 @@ from pathlib import Path
 
 from matseg.cli_common import (
     UsageError,
+    absolute_path,
     add_config_args,
     add_runner_args,
     close_run,
@@ -58,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(Synth2DConfig, args, flags)
     for name in ("images", "textures"):
         if getattr(cfg.inputs, name):
-            # Absolute, so config.yaml and meta.json do not depend on the working directory.
-            setattr(cfg.inputs, name, str(Path(getattr(cfg.inputs, name)).expanduser().resolve()))
+            setattr(cfg.inputs, name, absolute_path(getattr(cfg.inputs, name)))
     if print_config_requested(args, cfg):
         return 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from matseg.cli_common import (
     UsageError,
+    absolute_path,
     add_config_args,
     add_runner_args,
     close_run,
@@ -77,11 +78,6 @@ def _flag_overrides(args: argparse.Namespace) -> list:
     return flags
 
 
-def _absolute(path: str) -> str:
-    # Absolute, so config.yaml and meta.json do not depend on the working directory.
-    return str(Path(path).expanduser().resolve())
-
-
 def run(args: argparse.Namespace) -> int:
     from matseg.runner import run_job
     from matseg.runner.driver import available_cpus
@@ -92,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(Synth3DConfig, args, _flag_overrides(args))
     for name in ("images", "hdri", "objects"):
         if getattr(cfg.inputs, name):
-            setattr(cfg.inputs, name, _absolute(getattr(cfg.inputs, name)))
-    cfg.inputs.pbr = [_absolute(p) for p in cfg.inputs.pbr]
+            setattr(cfg.inputs, name, absolute_path(getattr(cfg.inputs, name)))
+    cfg.inputs.pbr = [absolute_path(p) for p in cfg.inputs.pbr]
     if print_config_requested(args, cfg):
         return 0
     if args.scenes_per_worker < 1:
