@@ -77,21 +77,43 @@ def _label_dataset(tmp_path, labels, rgb_labels=False):
     return tmp_path
 
 
-def test_label_map_layout_ignore_label_and_small_segments(tmp_path):
+def test_label_map_layout_background_ignore_and_small_segments(tmp_path):
     labels = np.zeros((40, 60), np.uint8)
     labels[:, 30:] = 1
     labels[:20, :30] = 2
     labels[0, 0] = 7  # one pixel: too small
+    labels[39, :10] = 255  # void border
     (entry,) = scan_mask_dataset(_label_dataset(tmp_path, labels))
     assert entry.layout == "labels"
-    image = load_mask_image(entry, max_size=None, ignore_label=0, min_segment_pixels=10)
-    assert image.segment_names == ["1", "2"] and "7" in image.skipped_segments
-    assert image.valid.sum() == 40 * 60 - (labels == 0).sum()
+    # Defaults: 0 is background (no segment, but scored as negative); 255 is just another label.
+    image = load_mask_image(entry, max_size=None, min_segment_pixels=10)
+    assert image.segment_names == ["1", "2", "255"] and "7" in image.skipped_segments
+    assert image.valid.all()
     assert image.segments[0].sum() == 40 * 30 and image.segments[1].sum() == 20 * 30 - 1
-    everything = load_mask_image(entry, max_size=None, ignore_label=None, min_segment_pixels=10)
-    assert everything.segment_names == ["0", "1", "2"] and everything.valid.all()
-    half = load_mask_image(entry, max_size=30, ignore_label=0, min_segment_pixels=10)
-    assert half.image.shape == (20, 30, 3) and half.segments.shape == (2, 20, 30)
+    # An explicit ignore value excludes its pixels from scoring; background stays scored.
+    voided = load_mask_image(entry, max_size=None, ignore_label=255, min_segment_pixels=10)
+    assert voided.segment_names == ["1", "2"]
+    assert np.array_equal(voided.valid, labels != 255) and voided.valid[labels == 0].all()
+    everything = load_mask_image(entry, max_size=None, background_label=None, min_segment_pixels=10)
+    assert everything.segment_names == ["0", "1", "2", "255"] and everything.valid.all()
+    # The same value as background and ignore: ignored (the old single-knob behaviour, asked for explicitly).
+    old_style = load_mask_image(entry, max_size=None, ignore_label=0, min_segment_pixels=10)
+    assert old_style.segment_names == ["1", "2", "255"] and np.array_equal(old_style.valid, labels != 0)
+    half = load_mask_image(entry, max_size=30, min_segment_pixels=10)
+    assert half.image.shape == (20, 30, 3) and half.segments.shape == (2, 20, 30)  # "255" now too small
+
+
+def test_background_false_positives_lower_the_iou_on_a_binary_dataset(tmp_path):
+    """Background + one class: a map that also fires on the background must not score 1."""
+    labels = np.zeros((20, 20), np.uint8)
+    labels[:, :5] = 1
+    (entry,) = scan_mask_dataset(_label_dataset(tmp_path, labels))
+    image = load_mask_image(entry, max_size=None, min_segment_pixels=1)
+    (segment,) = image.segments
+    flat = np.ones((20, 20))  # cannot tell the segment from the background
+    assert best_iou(flat, segment, image.valid)[0] == pytest.approx(100 / 400)
+    noisy = np.random.default_rng(0).random((20, 20))
+    assert best_iou(noisy, segment, image.valid)[0] < 0.5
 
 
 def test_rgb_label_maps_map_colours_to_labels(tmp_path):

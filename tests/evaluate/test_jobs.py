@@ -82,3 +82,46 @@ def test_mask_iou_on_a_two_colour_image(tmp_path, bench, name, kwargs):
     for s, seg in zip(record["segments"], image.segments):
         xs, ys = np.array(s["points"]).T
         assert seg[ys, xs].all()
+
+
+def _binary_label_dataset(tmp_path, labels):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, labels.shape + (3,), dtype=np.uint8)).save(tmp_path / "images" / "a.png")
+    Image.fromarray(labels).save(tmp_path / "labels" / "a.png")
+    (entry,) = scan_mask_dataset(tmp_path)
+    return load_mask_image(entry, max_size=None)
+
+
+def test_random_predictor_scores_well_below_one_on_background_plus_one_class(tmp_path):
+    labels = np.zeros((48, 64), np.uint8)
+    labels[10:30, 10:40] = 1
+    image = _binary_label_dataset(tmp_path, labels)
+    record, _ = evaluate_mask_image(create_predictor("random"), image, num_points=5, seed=0)
+    assert [s["name"] for s in record["segments"]] == ["1"]
+    # a random map's best threshold keeps roughly everything: IoU near the segment's share of the image
+    assert record["mean_iou"] < 0.5
+    assert "warnings" not in record
+
+
+def test_point_prompts_draw_negatives_from_the_background(tmp_path):
+    labels = np.zeros((48, 64), np.uint8)
+    labels[10:30, 10:40] = 1
+    image = _binary_label_dataset(tmp_path, labels)
+    oracle = create_predictor("test_colour_oracle", points=4)
+    evaluate_mask_image(oracle, image, num_points=3, seed=0)
+    assert len(oracle.calls) == 3
+    for positive, negative in oracle.calls:
+        assert len(positive) == 2 and len(negative) == 2
+        xs, ys = negative.astype(int).T
+        assert (labels[ys, xs] == 0).all()  # the only real negatives here are background pixels
+
+
+def test_segment_without_negatives_is_warned_about(tmp_path):
+    image = _binary_label_dataset(tmp_path, np.ones((16, 16), np.uint8))
+    record, _ = evaluate_mask_image(create_predictor("random"), image, num_points=2, seed=0)
+    assert record["mean_iou"] == 1.0
+    assert any("no negatives" in w for w in record["warnings"])

@@ -71,7 +71,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     _add_common(masks)
     masks.add_argument("--num-points", type=int, help="random points per segment (default 20)")
-    masks.add_argument("--ignore-label", help="label-map value that is ignored, or 'none' (default 0)")
+    masks.add_argument("--background-label", help="label-map value that is no segment but scored as negative, or 'none' (default 0)")
+    masks.add_argument("--ignore-label", help="label-map value whose pixels are not scored, e.g. 255, or 'none' (default none)")
     masks.add_argument("--min-segment-pixels", type=int, help="skip smaller segments (default 64)")
     masks.set_defaults(handler=run_masks)
     listing = sub.add_parser("predictors", help="list the predictors and their options")
@@ -196,14 +197,17 @@ def run_masks(args: argparse.Namespace) -> int:
         extra.append((["num_points"], args.num_points))
     if args.min_segment_pixels is not None:
         extra.append((["min_segment_pixels"], args.min_segment_pixels))
-    if args.ignore_label is not None:
-        text = args.ignore_label.strip().lower()
+    for key in ("background_label", "ignore_label"):
+        value = getattr(args, key)
+        if value is None:
+            continue
+        text = value.strip().lower()
         if text in ("none", "null", ""):
-            extra.append((["ignore_label"], None))
+            extra.append(([key], None))
         elif re.fullmatch(r"-?\d+", text):
-            extra.append((["ignore_label"], int(text)))
+            extra.append(([key], int(text)))
         else:
-            raise UsageError(f"--ignore-label must be an integer or 'none', got {args.ignore_label!r}")
+            raise UsageError(f"--{key.replace('_', '-')} must be an integer or 'none', got {value!r}")
     return _evaluate(args, MaskEvalConfig, extra, scan_mask_dataset, MaskDatasetError, MaskJob)
 
 

@@ -9,8 +9,9 @@ Accepted dataset layouts (detected in this order):
 
 ``labels``   ``ROOT/images/<stem>.<ext>`` + ``ROOT/labels/<stem>.png``: an integer label map
              (8/16-bit gray or palette PNG: the index; RGB PNG: each colour is a label, black
-             = 0). Every label except ``ignore_label`` (default 0, or none) is a segment;
-             ``ignore_label`` pixels count for nothing.
+             = 0). Every label is a segment except ``background_label`` (default 0), whose
+             pixels are scored as negatives (false positives there lower the IoU), and
+             ``ignore_label`` (default none, e.g. 255), whose pixels count for nothing.
 ``matseg``   MatSeg training samples (``RGB__RGB.jpg`` + ``mask*.png`` + ``Finished.txt``, read
              with :func:`matseg.io.dataset.read_sample`): each ROI pixel goes to the material
              with the highest fraction; pixels outside the ROI count for nothing.
@@ -233,16 +234,23 @@ def _check_same_size(path: Path, shape: tuple[int, ...], image_path: Path, image
         )
 
 
-def _read_segments(entry: MaskEntry, ignore_label: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
-    """Full resolution ``(image, labels, ids, names)``: ``labels`` is an ``(H, W)`` int64 map (-1 =
-    ignore) with segment ids ``ids``, or for the masks layout an ``(S, H, W)`` bool stack and
-    ``ids = None``."""
+#: Values of the internal label map that are not segment ids.
+IGNORED = -1  # not scored at all
+NEGATIVE = -2  # scored, in no segment (background)
+
+
+def _read_segments(
+    entry: MaskEntry, background_label: int | None, ignore_label: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+    """Full resolution ``(image, labels, ids, names)``: ``labels`` is an ``(H, W)`` int64 map
+    (``IGNORED``, ``NEGATIVE`` or a segment id from ``ids``), or for the masks layout an
+    ``(S, H, W)`` bool stack and ``ids = None``."""
     if entry.layout == "matseg":
         try:
             sample = read_sample(entry.annotation)
         except DatasetFormatError as exc:
             raise MaskDatasetError(str(exc)) from None
-        labels = np.where(sample.roi, sample.fractions.argmax(axis=0), -1)
+        labels = np.where(sample.roi, sample.fractions.argmax(axis=0), IGNORED)
         names = [Path(n).stem for n in sample.mask_names]
         return sample.image, labels, np.arange(len(names)), names
     try:
@@ -253,9 +261,9 @@ def _read_segments(entry: MaskEntry, ignore_label: int | None) -> tuple[np.ndarr
         raw = read_label_map(entry.annotation)
         _check_same_size(entry.annotation, raw.shape, entry.image_path, image.shape)
         values = np.unique(raw)
-        if ignore_label is not None:
-            values = values[values != ignore_label]
-        labels = np.full(raw.shape, -1, dtype=np.int64)
+        values = values[(values != background_label) & (values != ignore_label)]
+        # Ignore wins over background when a user names the same value for both.
+        labels = np.where(raw == ignore_label, IGNORED, NEGATIVE).astype(np.int64)
         keep = np.isin(raw, values)
         labels[keep] = np.searchsorted(values, raw[keep])
         names = [str(int(v)) for v in values]
@@ -274,23 +282,29 @@ def _read_segments(entry: MaskEntry, ignore_label: int | None) -> tuple[np.ndarr
 
 
 def load_mask_image(
-    entry: MaskEntry, max_size: int | None = 700, ignore_label: int | None = 0, min_segment_pixels: int = 64
+    entry: MaskEntry,
+    max_size: int | None = 700,
+    ignore_label: int | None = None,
+    min_segment_pixels: int = 64,
+    background_label: int | None = 0,
 ) -> MaskImage:
     """Read one image of a mask dataset with its segments, resized to ``max_size``.
 
-    Segments with fewer than ``min_segment_pixels`` valid pixels after resizing are skipped
-    (listed in ``skipped_segments``). Raises :class:`MaskDatasetError` naming the file.
+    Label maps: ``background_label`` pixels belong to no segment but are scored (negatives);
+    ``ignore_label`` pixels are not scored (``valid`` False). Segments with fewer than
+    ``min_segment_pixels`` valid pixels after resizing are skipped (listed in
+    ``skipped_segments``). Raises :class:`MaskDatasetError` naming the file.
     """
     if entry.problem:
         raise MaskDatasetError(entry.problem)
-    image, labels, ids, names = _read_segments(entry, ignore_label)
+    image, labels, ids, names = _read_segments(entry, background_label, ignore_label)
     image, _ = resize_to_max_side(image, max_size)
     if ids is None:  # a stack of binary masks
         segments = np.stack([resize_to_max_side(m, max_size, nearest=True)[0] for m in labels])
         valid = np.ones(image.shape[:2], dtype=bool)
     else:
         labels, _ = resize_to_max_side(labels, max_size, nearest=True)
-        valid = labels >= 0
+        valid = labels != IGNORED
         segments = labels[None] == ids[:, None, None]
     keep, skipped = [], {}
     counts = (segments & valid).sum(axis=(1, 2))

@@ -99,7 +99,8 @@ class MaskEvalConfig(EvalConfig):
     """IoU at the optimal threshold on a mask dataset (resolved copy saved as config.yaml)."""
 
     num_points: int = option(20, "random points per ground-truth segment", "paper §4.2")
-    ignore_label: int | None = option(0, "label-map value that is not a segment and not scored (null: every label is a segment)", "ours")
+    background_label: int | None = option(0, "label-map value that is no segment but is scored: its pixels are negatives (null: every label is a segment)", "ours")
+    ignore_label: int | None = option(None, "label-map value whose pixels are not scored at all, e.g. 255 (null: none)", "ours")
     min_segment_pixels: int = option(64, "segments with fewer pixels (after resizing) are skipped", "ours")
 
     def __post_init__(self):
@@ -342,8 +343,10 @@ def evaluate_mask_image(
     else:
         raise ItemError(f"predictor {predictor.name!r} is neither a DescriptorPredictor nor a PointPredictor")
     t_predict += time.perf_counter() - t0
-    segments, panel_rows = [], []
+    segments, panel_rows, warnings = [], [], []
     for name, seg in zip(image.segment_names, image.segments):
+        if not (image.valid & ~seg).any():
+            warnings.append(f"segment {name} covers every scored pixel: no negatives, so any map scores IoU 1")
         points = sample_segment_points(seg, num_points, rng, image.valid)
         ious, thresholds = [], []
         if flat is not None:
@@ -389,6 +392,8 @@ def evaluate_mask_image(
         "mean_iou": float(np.mean([s["mean_iou"] for s in segments])) if segments else float("nan"),
         "timing": {"predict_s": round(t_predict, 4), "metric_s": round(t_metric, 4)},
     }
+    if warnings:
+        record["warnings"] = warnings
     return record, panel_rows
 
 
@@ -403,7 +408,9 @@ class MaskJob(_EvalJob):
 
     def load(self, entry: MaskEntry) -> MaskImage:
         try:
-            image = load_mask_image(entry, self.cfg.max_size or None, self.cfg.ignore_label, self.cfg.min_segment_pixels)
+            image = load_mask_image(
+                entry, self.cfg.max_size or None, self.cfg.ignore_label, self.cfg.min_segment_pixels, self.cfg.background_label
+            )
         except MaskDatasetError as exc:
             raise ItemError(str(exc)) from None
         if not len(image.segments):
@@ -414,8 +421,9 @@ class MaskJob(_EvalJob):
         from matseg.evaluate.report import mask_panel
 
         record, rows = evaluate_mask_image(self.predictor, image, self.cfg.num_points, seed, want_panel)
-        if image.skipped_segments:
-            record["warnings"] = [f"segment skipped: {reason}" for reason in image.skipped_segments.values()]
+        skipped = [f"segment {name} skipped: {reason}" for name, reason in image.skipped_segments.items()]
+        if skipped:
+            record["warnings"] = skipped + record.get("warnings", [])
         return record, mask_panel(image.image, rows) if want_panel else None
 
 
