@@ -210,3 +210,38 @@ def test_precision_choices():
     assert resolve_precision("auto", cpu) in (torch.bfloat16, None)
     with pytest.raises(TrainError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", cpu)
+
+
+class _CollectiveCalled(Exception):
+    pass
+
+
+def test_nccl_reductions_run_on_the_gpu(monkeypatch):
+    """NCCL only reduces CUDA tensors: with the nccl backend, Dist must put its tensors on the
+    process's GPU (checked without a GPU: the process group calls are stand-ins)."""
+    import torch.distributed as dist
+
+    from matseg.net import train as train_module
+
+    calls = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: calls.setdefault("set_device", index))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.setdefault("backend", backend))
+    monkeypatch.setattr(dist, "get_backend", lambda: calls["backend"])
+    d = train_module.init_distributed("auto")
+    assert calls == {"set_device": 1, "backend": "nccl"}
+    assert (d.rank, d.world, d.local_rank, d.device) == (1, 2, 1, torch.device("cuda", 1))
+
+    def all_reduce(tensor):
+        calls["reduced_on"] = tensor.device
+        raise _CollectiveCalled
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    # "meta" stands in for a device other than the CPU: the tensor must be made where Dist says.
+    with pytest.raises(_CollectiveCalled):
+        train_module.Dist(0, 2, 0, torch.device("meta")).sum([1.0, 2.0])
+    assert calls["reduced_on"] == torch.device("meta")

@@ -32,7 +32,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +161,8 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    #: where collectives put their tensors: NCCL reduces CUDA tensors only, gloo CPU ones
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def main(self) -> bool:
@@ -173,7 +175,7 @@ class Dist:
     def sum(self, values: list[float]) -> list[float]:
         if self.world == 1:
             return values
-        t = torch.tensor(values, dtype=torch.float64)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return t.tolist()
 
@@ -190,7 +192,8 @@ def init_distributed(device_name: str) -> Dist:
             torch.cuda.set_device(local_rank)
         # Reductions are tiny (metrics, the stop flag); gloo also carries the DDP gradients on CPU.
         dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return Dist(rank, world, local_rank)
+    reduce_on_cuda = dist.get_backend() == "nccl"
+    return Dist(rank, world, local_rank, torch.device("cuda", local_rank) if reduce_on_cuda else torch.device("cpu"))
 
 
 # ----------------------------------------------------------------------------- logging
