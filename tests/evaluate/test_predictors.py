@@ -10,7 +10,10 @@ from matseg.evaluate.predictors import (
     PredictorError,
     PredictorUnavailable,
     available_predictors,
+    canonical_predictor_args,
+    canonical_predictor_name,
     create_predictor,
+    predictor_aliases,
     predictor_parameters,
     register_predictor,
 )
@@ -44,6 +47,65 @@ def test_user_predictors_register_themselves():
     assert p.name == "test_constant" and "test_constant" in available_predictors()
     assert predictor_parameters("test_constant") == {"value": 1.0}
     assert p.describe(np.zeros((4, 5, 3), np.uint8)).shape == (4, 5, 2)
+
+
+def test_american_spellings_resolve_to_the_registered_names(bench):
+    assert canonical_predictor_name("color") == "colour" == canonical_predictor_name("colour")
+    assert canonical_predictor_name("nope") == "nope"  # unknown: left for create_predictor to report
+    assert predictor_aliases("colour") == ["color"] and predictor_aliases("texture") == []
+    assert "colour" in available_predictors() and "color" not in available_predictors()  # one name listed
+    assert predictor_parameters("color") == predictor_parameters("colour") == {"blur": 19, "centre": True}
+
+    p = create_predictor("color", blur=5, center=False)
+    assert p.name == "colour" and p.params() == {"blur": 5, "centre": False}
+    img = bench.image(30, 40)
+    np.testing.assert_array_equal(p.describe(img), create_predictor("colour", blur=5, centre=False).describe(img))
+    assert not np.array_equal(p.describe(img), create_predictor("colour", blur=5).describe(img))  # center took effect
+    assert canonical_predictor_args("color", {"center": False, "blur": 3}) == {"centre": False, "blur": 3}
+    assert canonical_predictor_args("nope", {"center": 1}) == {"center": 1}
+    with pytest.raises(PredictorError, match=r"option centre given twice \(as centre and center\)"):
+        create_predictor("colour", centre=True, center=False)
+    with pytest.raises(PredictorError, match="unknown predictor 'colr'; available: .*colour"):
+        create_predictor("colr")
+
+
+def test_spelling_aliases_follow_user_predictors():
+    @register_predictor("test_grey_level")
+    class GreyLevel(DescriptorPredictor):
+        """Grey level."""
+
+        def __init__(self, normalised: bool = False):
+            self.normalised = normalised
+
+    p = create_predictor("test_gray_level", normalized=True)
+    assert p.name == "test_grey_level" and p.normalised is True
+    assert predictor_aliases("test_grey_level") == ["test_gray_level"]
+
+    # A name registered in the American spelling is taken as it is and has no alias.
+    @register_predictor("test_color_exact")
+    class ColorExact(DescriptorPredictor):
+        """Exact."""
+
+    assert canonical_predictor_name("test_color_exact") == "test_color_exact"
+    assert predictor_aliases("test_color_exact") == []
+    with pytest.raises(PredictorError, match="unknown predictor 'test_colour_exact'"):
+        create_predictor("test_colour_exact")
+
+
+def test_cli_takes_the_american_spelling_and_lists_the_british_one(tmp_path, capsys):
+    from matseg.cli import main
+
+    args = ["eval", "masks", str(tmp_path), "--predictor", "color", "--predictor-arg", "center=false", "--print-config"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "name: colour\n" in out and "args: {centre: false}" in out  # saved config and output folder use these
+    assert main(["eval", "masks", str(tmp_path), "--predictor", "color", "--predictor-arg", "center=false",
+                 "--predictor-arg", "centre=true"]) == 2  # fmt: skip
+    assert "option centre given twice (as center and centre)" in capsys.readouterr().err
+    assert main(["eval", "predictors"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines if line.startswith("colo")] == ["colour"]
+    assert next(line for line in lines if line.startswith("colour")).endswith("(alias: color)")
 
 
 def test_random_is_reproducible_per_image_and_seed(bench):

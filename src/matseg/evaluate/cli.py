@@ -170,8 +170,18 @@ def _run(args: argparse.Namespace, cfg, job_cls, entries) -> int:
 
 def _evaluate(args: argparse.Namespace, config_cls, extra: list, scan, scan_error, job_cls) -> int:
     """Shared flow: imports, config, --print-config, scan the dataset, run the job."""
+    from matseg.evaluate.predictors import PredictorError, canonical_predictor_args, canonical_predictor_name
+
     _import_modules(args.imports)
     cfg = _resolve(config_cls, args, extra)
+    if cfg.predictor.name:
+        # The registered spellings (color -> colour, center -> centre): an alias shares the
+        # output folder and saved config of the registered name.
+        cfg.predictor.name = canonical_predictor_name(cfg.predictor.name)
+        try:
+            cfg.predictor.args = canonical_predictor_args(cfg.predictor.name, cfg.predictor.args)
+        except PredictorError as exc:
+            raise UsageError(str(exc)) from None
     if print_config_requested(args, cfg):
         return 0
     try:
@@ -214,11 +224,12 @@ def run_masks(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     import inspect
 
-    from matseg.evaluate.predictors import describe_predictors, predictor_parameters
+    from matseg.evaluate.predictors import describe_predictors, predictor_aliases, predictor_parameters
 
     _import_modules(args.imports)
     for name, text in describe_predictors().items():
         params = predictor_parameters(name)
         options = ", ".join(f"{k} (required)" if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in params.items())
-        print(f"{name:10s} {text}\n{'':10s} options: {options or 'none'}")
+        aliases = "".join(f" (alias: {a})" for a in predictor_aliases(name))
+        print(f"{name:10s} {text}{aliases}\n{'':10s} options: {options or 'none'}")
     return 0

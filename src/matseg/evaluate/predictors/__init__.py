@@ -14,6 +14,11 @@ A predictor module registers its factories on import with :func:`register_predic
 registry imports the modules it knows about lazily (``_KNOWN_MODULES``), so adding a
 predictor = one module + one line there. User code can register its own predictors before
 calling :func:`create_predictor` (or ``matseg eval ... --import mypackage.mypredictor``).
+
+Names and option keys are British (``colour``, ``centre``); the registry also accepts their
+American spellings (``--predictor color``, ``--predictor-arg center=false``) and resolves them
+to the British name, which is what listings, results and output folders show
+(:func:`canonical_predictor_name`, :func:`canonical_predictor_args`, :func:`predictor_aliases`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ __all__ = [
     "register_predictor",
     "create_predictor",
     "available_predictors",
+    "canonical_predictor_name",
+    "canonical_predictor_args",
+    "predictor_aliases",
     "check_image",
 ]
 
@@ -135,6 +143,60 @@ def register_predictor(name: str, description: str = "") -> Callable:
     return deco
 
 
+# (American, British) spellings. Substrings, so that inflections and compounds follow
+# ("normalized", "gray_world"); a respelling is only used when it names something registered.
+_SPELLINGS = (("color", "colour"), ("center", "centre"), ("gray", "grey"), ("normaliz", "normalis"))
+
+
+def _respell(word: str, pairs) -> str:
+    for old, new in pairs:
+        word = word.replace(old, new)
+    return word
+
+
+def _british(word: str) -> str:
+    return _respell(word, _SPELLINGS)
+
+
+def _american(word: str) -> str:
+    return _respell(word, [(british, american) for american, british in _SPELLINGS])
+
+
+def _known(name: str) -> bool:
+    return name in _FACTORIES or name in _KNOWN_MODULES
+
+
+def canonical_predictor_name(name: str) -> str:
+    """The registered name ``name`` stands for: itself, or the British name of an American
+    spelling (``color`` -> ``colour``). Unknown names come back unchanged (the caller reports them)."""
+    if _known(name):
+        return name  # an exact registration wins, even if it is spelled the American way
+    british = _british(name)
+    return british if _known(british) else name
+
+
+def predictor_aliases(name: str) -> list[str]:
+    """Other spellings that resolve to the registered ``name`` (``colour`` -> ``["color"]``)."""
+    american = _american(name)
+    if american == name or _known(american) or _british(american) != name:
+        return []
+    return [american]
+
+
+def _option_keys(name: str, kwargs: dict, accepted: dict) -> dict:
+    """``kwargs`` with American spellings of accepted option keys replaced by the British key."""
+    resolved: dict = {}
+    given_as: dict[str, str] = {}
+    for key, value in kwargs.items():
+        british = _british(key)
+        canonical = british if key not in accepted and british in accepted else key
+        if canonical in resolved:
+            first = given_as[canonical]
+            raise PredictorError(f"predictor {name!r}: option {canonical} given twice (as {first} and {key})")
+        resolved[canonical], given_as[canonical] = value, key
+    return resolved
+
+
 def _load(name: str) -> None:
     module = _KNOWN_MODULES.get(name)
     if module and name not in _FACTORIES:
@@ -154,7 +216,9 @@ def describe_predictors() -> dict[str, str]:
 
 
 def predictor_parameters(name: str) -> dict[str, object]:
-    """``{parameter: default}`` of a predictor factory (``inspect.Parameter.empty`` = required)."""
+    """``{parameter: default}`` of a predictor factory (``inspect.Parameter.empty`` = required);
+    ``name`` may be an alias."""
+    name = canonical_predictor_name(name)
     _load(name)
     factory = _FACTORIES.get(name)
     if factory is None:
@@ -163,15 +227,31 @@ def predictor_parameters(name: str) -> dict[str, object]:
     return {p.name: p.default for p in params.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
+def canonical_predictor_args(name: str, args: dict) -> dict:
+    """``args`` with American spellings of ``name``'s option keys replaced by the registered
+    ones (``center`` -> ``centre``); unchanged for an unknown predictor (the caller reports it).
+
+    Raises:
+        PredictorError: an option given in both spellings.
+    """
+    name = canonical_predictor_name(name)
+    if not _known(name):
+        return dict(args)
+    return _option_keys(name, args, predictor_parameters(name))
+
+
 def create_predictor(name: str, **kwargs) -> Predictor:
-    """Build a registered predictor.
+    """Build a registered predictor. ``name`` and option keys may be American spellings of
+    the registered ones (``color``, ``center``); the predictor's ``name`` is the registered one.
 
     Raises:
         PredictorError: unknown name (lists the available ones) or unknown/missing arguments
             (lists the accepted ones).
         PredictorUnavailable: the predictor needs a package or file that is not there.
     """
+    name = canonical_predictor_name(name)
     accepted = predictor_parameters(name)
+    kwargs = _option_keys(name, kwargs, accepted)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         listing = ", ".join(f"{k}={v!r}" if v is not inspect.Parameter.empty else f"{k} (required)" for k, v in accepted.items())
