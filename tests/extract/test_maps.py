@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -18,6 +19,30 @@ def _gradient_channel(h=200, w=256):
     return np.tile(np.arange(w, dtype=np.uint8), (h, 1))
 
 
+def _accepted_ramps(channel, channel_max, cfg, max_occupancy, hard, seeds, min_accepted):
+    """``draw_ramp`` over ``seeds``: the accepted ``(map, info)`` pairs, at least ``min_accepted`` of them.
+
+    Giving up (``None``) is allowed for one draw, but a rule that rejected everything would
+    make every per-map property vacuous, so a minimum share must be accepted.
+    """
+    drawn = [draw_ramp(channel, channel_max, np.random.default_rng(s), cfg, max_occupancy, hard) for s in seeds]
+    accepted = [d for d in drawn if d is not None]
+    assert len(accepted) >= min_accepted, f"only {len(accepted)} of {len(drawn)} draws accepted"
+    return accepted
+
+
+def _assert_is_ramp(m, channel, norm, low, high):
+    """``m == clip((v / norm - low) / (high - low), 0, 1)`` for the channel values ``v``, up to
+    the 5-decimal rounding of the thresholds ``info`` records (values that close are skipped)."""
+    x = channel.astype(np.float64) / norm
+    near = (np.abs(x - low) < 1e-4) | (np.abs(x - high) < 1e-4)
+    assert np.all(m[(x > high) & ~near] == 1.0)
+    assert np.all(m[(x < low) & ~near] == 0.0)
+    if high - low > 1e-3:
+        mid = (x > low) & (x < high) & ~near
+        np.testing.assert_allclose(m[mid], (x[mid] - low) / (high - low), atol=2e-5 / (high - low) + 1e-6)
+
+
 def test_ramp_lut_hand_values():
     lut = ramp_lut(norm=255.0, low=0.2, high=0.6)
     # v/255 below 0.2 -> 0, above 0.6 -> 1, linear in between.
@@ -33,27 +58,29 @@ def test_ramp_lut_hard_step_when_low_equals_high():
     assert lut[50] == 0.0 and lut[51] == 1.0
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_draw_ramp_respects_occupancy_and_range(seed):
-    rng = np.random.default_rng(seed)
-    channel = _gradient_channel()
+def test_draw_ramp_respects_occupancy_and_range():
+    channel = _gradient_channel()  # every value 0..255 once per row: vmax = 255, so norm = 255 either way
     cfg = MapConfig()
-    drawn = draw_ramp(channel, 255, rng, cfg, max_occupancy=0.2, hard=False)
-    if drawn is None:
-        return  # giving up is allowed; the property is about accepted maps
-    m, info = drawn
-    assert m.dtype == np.float32 and m.shape == channel.shape
-    assert m.min() >= 0 and m.max() <= 1
-    # The fully-on region (above the high threshold) is bounded by max_occupancy.
-    assert (m >= 1.0).mean() <= 0.2 + 1e-9
-    assert info["low"] <= info["high"]
+    accepted = _accepted_ramps(channel, 255, cfg, 0.2, False, range(20), min_accepted=15)
+    soft = 0
+    for m, info in accepted:
+        assert m.dtype == np.float32 and m.shape == channel.shape
+        assert info["norm"] in ("max", "range") and 0 < info["low"] <= info["high"] < 1
+        _assert_is_ramp(m, channel, 255.0, info["low"], info["high"])
+        # The fully-on region (above the high threshold) is bounded by max_occupancy, so on
+        # this uniform gradient the high threshold sits in the top 20 %.
+        assert (m >= 1.0).mean() <= 0.2 and info["high"] >= 0.8 - 1 / 255
+        assert m.sum() > cfg.min_map_pixels
+        soft += info["low"] < info["high"]
+    assert 0 < soft < len(accepted)  # p_hard_ramp = 0.5: both soft ramps and hard steps occur
 
 
 def test_draw_ramp_hard_gives_binary_map():
-    for seed in range(10):
-        drawn = draw_ramp(_gradient_channel(), 255, np.random.default_rng(seed), MapConfig(), 0.5, hard=True)
-        if drawn is not None:
-            assert set(np.unique(drawn[0]).tolist()) <= {0.0, 1.0}
+    channel = _gradient_channel()
+    for m, info in _accepted_ramps(channel, 255, MapConfig(), 0.5, True, range(10), min_accepted=8):
+        assert info["low"] == info["high"]
+        np.testing.assert_array_equal(m, (channel / 255.0 > info["high"]).astype(np.float32))
+        assert 0 < m.mean() <= 0.5  # on somewhere, at most max_occupancy
 
 
 def test_draw_ramp_all_zero_channel_is_rejected_not_nan():
@@ -61,24 +88,53 @@ def test_draw_ramp_all_zero_channel_is_rejected_not_nan():
     assert draw_ramp(np.zeros((50, 50), np.uint8), 255, np.random.default_rng(0), cfg, 0.5, False) is None
 
 
-def test_hue_channel_range_is_179():
-    # A hue channel at its maximum (179) must reach 1.0 when the threshold is below it.
+def _hue_channel(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 0]
+
+
+def test_hue_channel_is_scaled_by_179_and_does_not_wrap():
     assert CHANNEL_MAX["H"] == 179
-    lut = ramp_lut(norm=179.0, low=0.9, high=0.95)
-    assert lut[179] == 1.0
+    # A sweep round the hue circle (OpenCV 8-bit hue = degrees / 2: 0..179, 180 wraps to 0),
+    # plus two nearly identical reds on either side of the wrap: (255, 0, 4) is hue 359.1
+    # degrees, rounded to 360 = 0; (255, 0, 8) is 358.1 degrees = 179.
+    sweep = np.zeros((60, 180, 3), np.uint8)
+    sweep[..., 0], sweep[..., 1:] = np.arange(180), 255
+    rgb = np.concatenate([cv2.cvtColor(sweep, cv2.COLOR_HSV2RGB), np.zeros((60, 20, 3), np.uint8)], axis=1)
+    rgb[:, 180:190], rgb[:, 190:] = (255, 0, 4), (255, 0, 8)
+    hue = _hue_channel(rgb)
+    np.testing.assert_array_equal(hue[0, :180], np.arange(180))
+    assert np.all(hue[:, 180:190] == 0) and np.all(hue[:, 190:] == 179)
+
+    cfg = MapConfig(p_normalize_by_max=0.0)  # "range": divide by the channel's full range
+    accepted = _accepted_ramps(hue, CHANNEL_MAX["H"], cfg, 0.5, False, range(40), min_accepted=30)
+    for m, info in accepted:
+        assert info["norm"] == "range"
+        _assert_is_ramp(m, hue, 179.0, info["low"], info["high"])
+        # The ramp is linear in hue, not circular: the two reds get opposite ends of it.
+        assert np.all(m[:, 190:] == 1.0) and np.all(m[:, 180:190] == 0.0)
+    # Scaled by 179 the whole circle is reachable: high thresholds above 179/255 (where the
+    # reference's division by 255 tops out) are drawn and accepted.
+    above = sum(info["high"] > 179 / 255 for _, info in accepted)
+    assert above >= 10
+    # The reference's scale for comparison: with 255 no such threshold can ever be accepted.
+    assert all(info["high"] <= 179 / 255 for _, info in _accepted_ramps(hue, 255, cfg, 0.5, False, range(40), 30))
+
+
+def _band_ratio(m: np.ndarray) -> float:
+    band = ((m > 0) & (m < 1)).sum()
+    lower = (m == 0).sum()
+    return band / min(lower, m.size - lower)
 
 
 def test_band_ratio_rule_limits_transition_band():
-    cfg = MapConfig(max_band_to_lower_ratio=0.33, p_hard_ramp=0.0, p_low_retry=0.0)
     channel = _gradient_channel()
-    for seed in range(30):
-        drawn = draw_ramp(channel, 255, np.random.default_rng(seed), cfg, 0.5, hard=False)
-        if drawn is None:
-            continue
-        m = drawn[0]
-        band = ((m > 0) & (m < 1)).sum()
-        lower = (m == 0).sum()
-        assert band / min(lower, m.size - lower) <= 0.33 + 1e-6
+    cfg = MapConfig(max_band_to_lower_ratio=0.33, p_hard_ramp=0.0, p_low_retry=0.0)
+    for m, info in _accepted_ramps(channel, 255, cfg, 0.5, False, range(30), min_accepted=20):
+        assert info["low"] < info["high"]  # soft ramps only (p_hard_ramp = 0)
+        assert _band_ratio(m) <= 0.33 + 1e-6
+    # Without the rule most of these draws have a wider band: the rule is what bounds it.
+    free = _accepted_ramps(channel, 255, MapConfig(p_hard_ramp=0.0, p_low_retry=0.0), 0.5, False, range(30), 20)
+    assert sum(_band_ratio(m) > 0.33 for m, _ in free) >= len(free) // 2
 
 
 def test_combine_priority_and_even_sum_at_most_one():

@@ -65,15 +65,75 @@ def test_gray_map_of_a_white_texture_is_a_proper_ramp():
     assert mp.dtype == np.uint8 and len(np.unique(mp)) >= 250  # NumPy 2 + reference: a broken map
 
 
-def test_maps_are_always_proper_uint8_images():
+def _augmented(tex: np.ndarray, info: dict) -> np.ndarray:
+    """The texture after the augmentation ``info["augment"]`` records (hue, then rot90, flips)."""
+    aug = info["augment"]
+    img = rotate_hue(tex, aug["hue_shift"]) if "hue_shift" in aug else tex
+    for name, op in (("rot90", np.rot90), ("fliplr", np.fliplr), ("flipud", np.flipud)):
+        if aug.get(name):
+            img = op(img)
+    return img
+
+
+def _assert_property_map(m: np.ndarray, info: dict) -> None:
+    """Values a property map may hold given its recorded draws (before metal post-processing)."""
+    if "constant" in info:
+        assert np.all(m == info["constant"])
+        return
+    if info["scale"] == "own":  # the channel's own 0-255 scale: nothing to bound beyond uint8
+        return
+    low, high = info["low"], info["high"]
+    # low + (high - low) * v / (max + 1) lies in [low, high): the NumPy-2 overflow (dividing by
+    # a wrapped 255 + 1 = 0) would give inf/NaN, i.e. 255 or 0 here.
+    kept = m if "threshold" not in info else m[m > 0]
+    assert kept.size == 0 or (kept.min() >= low and kept.max() <= high), (info, kept.min(), kept.max())
+    if "threshold" in info:
+        assert kept.size == 0 or kept.min() >= np.floor(info["threshold"])  # below the level: zeroed
+
+
+def test_maps_are_proper_images_consistent_with_their_draws():
     cfg = MakeConfig()
+    cfg.specular.probability = cfg.opacity.probability = cfg.ao.probability = 0.5
+    seen = set()
     for seed in range(40):
         tex = _texture(seed)
-        tex[0, 0] = 255  # every channel reaches 255
-        maps, _ = make_pbr(tex, np.random.default_rng(seed), cfg)
-        for name, m in maps.items():
-            assert m.dtype == np.uint8, name
-            assert m.shape[:2] in ((48, 64), (64, 48)), name
+        tex[0, 0] = 255  # every channel reaches 255: the reference's overflow case
+        maps, info = make_pbr(tex, np.random.default_rng(seed), cfg)
+        assert all(m.dtype == np.uint8 for m in maps.values())
+        img = _augmented(tex, info)
+        h, w = img.shape[:2]
+        assert {m.shape for m in maps.values()} <= {(h, w), (h, w, 3)} and (h, w) in ((48, 64), (64, 48))
+        # Colour: the augmented texture, plus the colour-only hue rotation when drawn.
+        expected = rotate_hue(img, info["color_hue_shift"]) if "color_hue_shift" in info else img
+        np.testing.assert_array_equal(maps["color"], expected)
+        for name in ("height", "specular"):  # untouched by the metal post-processing
+            if name in maps:
+                _assert_property_map(maps[name], info["maps"][name])
+        if "constant" not in info["maps"]["height"] and info["maps"]["height"]["scale"] == "range":
+            assert info["maps"]["height"]["low"] == 0 and info["maps"]["height"]["high"] == 255
+        # Metal post-processing leaves no metallic value strictly between the threshold and its target.
+        metallic, threshold = maps["metallic"], cfg.reflective.threshold
+        if info.get("reflective"):
+            assert not ((metallic > threshold) & (metallic < 255)).any()
+        if info.get("non_reflective"):
+            assert not ((metallic > 0) & (metallic < threshold)).any()
+        if not info.get("reflective") and not info.get("non_reflective"):
+            _assert_property_map(metallic, info["maps"]["metallic"])
+            _assert_property_map(maps["roughness"], info["maps"]["roughness"])
+        # Normal: the height map's, at the recorded (rounded) strength; unit vectors.
+        np.testing.assert_allclose(maps["normal"], normal_from_height(maps["height"], info["normal_strength"]), atol=1)
+        np.testing.assert_allclose(np.linalg.norm(normal_to_vectors(maps["normal"]), axis=2), 1.0, atol=0.02)
+        if "opacity" in maps:  # mostly opaque: inverted when not
+            assert maps["opacity"].mean() >= 127 or info["maps"]["opacity"].get("cutout")
+        if "ao" in maps:  # the height map's cavities at the recorded (rounded) radius and strength
+            ao = info["maps"]["ao"]
+            expected_ao = make.ao_from_height(maps["height"], ao["radius_px"], ao["strength"])
+            assert np.abs(maps["ao"].astype(int) - expected_ao).max() <= 1
+        seen |= {("reflective", bool(info.get("reflective"))), ("optional", "specular" in maps), ("ao", "ao" in maps)}
+        seen |= {info["maps"]["metallic"].get("scale", "constant")}
+    # The seeds reach both sides of the random branches the checks above depend on.
+    assert {("reflective", True), ("reflective", False), ("optional", True), ("optional", False), ("ao", True),
+            "range", "own"} <= seen  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- channels

@@ -258,9 +258,47 @@ def test_bsdf_draws_follow_the_digest_and_blender5_names():
     assert all(0.6 <= d["Alpha"] <= 1 and d["Emission Strength"] == 0 for d in transparent)
     assert all(d["Alpha"] == 1 and 1 <= d["IOR"] <= 3.5 for d in opaque)
     assert 0.01 < np.mean([d["Emission Strength"] > 0 for d in opaque]) < 0.05
-    # Transparent "physical" specular comes from the IOR (the reference used the specular value).
-    physical = [d for d in transparent if d["Specular IOR Level"] not in (0.5,) and d["Specular IOR Level"] > 0]
-    assert any(np.isclose(d["Specular IOR Level"], ((d["IOR"] - 1) / (d["IOR"] + 1)) ** 2 / 0.08, atol=1e-4) for d in physical)
+
+
+def test_bsdf_specular_is_physical_from_the_draws_own_ior(monkeypatch):
+    # Specular IOR Level (digest §1.7.3): U (p=0.12), 0.5 (p=0.44), else the "physical"
+    # ((IOR - 1) / (IOR + 1))^2 / 0.08 of the draw's own IOR; the reference computed the
+    # transparent kind's from the specular value. Which branch each draw took is read by peeking
+    # at the generator (a copy) when the level is drawn, so every draw's value is checked.
+    import copy
+
+    from matseg.synth3d import materials
+
+    peeked: list[tuple[float, float]] = []
+    real = materials._specular_level
+
+    def spy(rng, ior):
+        ahead = copy.deepcopy(rng)
+        peeked.append((ahead.random(), ahead.random()))  # the branch draw, and U if that branch
+        return real(rng, ior)
+
+    monkeypatch.setattr(materials, "_specular_level", spy)
+    rng = np.random.default_rng(1)
+    draws = [draw_bsdf(rng, 0.3) for _ in range(1500)]
+    assert len(peeked) == len(draws)
+    branches = {}
+    for d, (r, u) in zip(draws, peeked):
+        ior, level = d["IOR"], d["Specular IOR Level"]
+        if r < 0.12:
+            branch, expected = "uniform", u
+        elif r < 0.56:
+            branch, expected = "default", 0.5
+        else:
+            branch, expected = "physical", ((ior - 1) / (ior + 1)) ** 2 / 0.08
+        assert level == pytest.approx(expected, abs=2e-5), (d["kind"], branch, ior)
+        branches[d["kind"], branch] = branches.get((d["kind"], branch), 0) + 1
+    # Both kinds reach every branch, the physical one often enough to matter.
+    for kind in ("opaque", "transparent"):
+        assert all(branches.get((kind, b), 0) >= 5 for b in ("uniform", "default", "physical")), branches
+    assert branches["transparent", "physical"] >= 100
+    # Hand values: IOR 1.5 is F0 = 0.04, Blender's default level 0.5; IOR 2 is F0 = 1/9, level 25/18.
+    assert materials._physical_specular(1.5) == pytest.approx(0.5)
+    assert materials._physical_specular(2.0) == pytest.approx(25 / 18)
 
 
 def test_pbr_folders_are_found_with_the_shared_reader(tmp_path, photo_maker):
