@@ -7,6 +7,7 @@ import logging
 import sys
 
 import matseg
+from matseg import exit_codes
 from matseg.cli_common import UsageError
 
 # Modules in data-flow order; each has add_parser(subparsers).
@@ -40,20 +41,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; the exit codes are those of :mod:`matseg.exit_codes`."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not hasattr(args, "handler"):
         parser.print_help()
-        return 2
+        return exit_codes.USAGE
     try:
-        return int(args.handler(args) or 0)
+        return int(args.handler(args) or exit_codes.OK)
     except UsageError as exc:
         print(f"matseg {args.stage}: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return exit_codes.INTERRUPTED
+    except Exception as exc:
+        # A full disk or a lost output folder, met by a batch job or any other command's writes.
+        from matseg.cli_common import environment_failure, report_environment_failure
+
+        failure = environment_failure(exc, getattr(args, "out", None))
+        if failure is None:
+            raise
+        return report_environment_failure(args.stage, failure)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import uuid
 from pathlib import Path
 
+from matseg import exit_codes
 from matseg.config import ConfigError, diff_keys, dump_yaml, load_config, to_dict
 
 
 class UsageError(Exception):
-    """A problem with the command line or the environment; printed without traceback, exit 2."""
+    """A problem with the command line, the configuration or an input; printed without traceback,
+    exit :data:`~matseg.exit_codes.USAGE`."""
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +64,13 @@ def absolute_path(path: str | Path) -> str:
 
 
 def prepare_output_dir(out: Path) -> Path:
-    """Create ``out`` if needed and prove it is writable (fail now, not after an hour of work)."""
+    """Create ``out`` if needed and prove it is writable (fail now, not after an hour of work).
+
+    A folder the user cannot write to is a usage error (choose another); a full disk or quota is
+    a failure of the environment (free space, then run the same command).
+    """
+    from matseg.runner.environment import NO_SPACE, EnvironmentFailure, environment_problem
+
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -69,6 +78,8 @@ def prepare_output_dir(out: Path) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise EnvironmentFailure(environment_problem(exc, out)) from None
         raise UsageError(f"{out}: output folder is not writable ({exc.strerror or exc})") from None
     return out
 
@@ -120,20 +131,66 @@ def open_run(out: Path, cfg, run_only_keys: tuple[str, ...] = (), force: bool = 
     return out
 
 
-def close_run(out: Path, summary, extra: dict | None = None, bad_inputs: dict[str, str] | None = None) -> int:
-    """Write ``summary.json`` (the runner's summary + ``extra`` + ``bad_inputs``), print the
-    summary and the skipped inputs; return the exit code."""
-    import sys
-
+def _save_summary(out: Path, report: dict) -> str | None:
+    """Write ``out/summary.json``; if the environment prevents it, return why instead of raising."""
     from matseg.io.atomic import write_json_atomic
+    from matseg.runner.environment import environment_problem
+
+    try:
+        write_json_atomic(out / "summary.json", report)
+    except OSError as exc:
+        problem = environment_problem(exc, out)
+        if problem is None:
+            raise
+        return problem
+    return None
+
+
+def close_run(out: Path, summary, extra: dict | None = None, bad_inputs: dict[str, str] | None = None) -> int:
+    """Print the summary and the skipped inputs, write ``summary.json`` (the runner's summary +
+    ``extra`` + ``bad_inputs``); return the exit code.
+
+    If ``summary.json`` cannot be written (the disk filled up at the end), the summary has been
+    printed all the same and :class:`~matseg.runner.EnvironmentFailure` is raised.
+    """
+    from matseg.runner.environment import EnvironmentFailure
 
     report = {**summary.to_dict(), **(extra or {})}
     if bad_inputs is not None:
         report["bad_inputs"] = bad_inputs
-    write_json_atomic(out / "summary.json", report)
     print(summary.format(), file=sys.stderr)
     if bad_inputs:
         print(f"unreadable inputs skipped: {len(bad_inputs)}", file=sys.stderr)
         for path, reason in sorted(bad_inputs.items()):
             print(f"  {path}: {reason}", file=sys.stderr)
+    problem = _save_summary(out, report)
+    if problem:
+        raise EnvironmentFailure(f"cannot write {out / 'summary.json'}: {problem}")
     return summary.exit_code
+
+
+def environment_failure(exc: BaseException, out: Path | None = None):
+    """``exc`` as an :class:`~matseg.runner.EnvironmentFailure` if it is one (or an ``OSError``
+    that is one, judged against the output folder ``out``), else None."""
+    from matseg.runner.environment import EnvironmentFailure, environment_problem
+
+    if isinstance(exc, EnvironmentFailure):
+        return exc
+    problem = environment_problem(exc, out) if isinstance(exc, OSError) else None
+    return EnvironmentFailure(problem) if problem else None
+
+
+def report_environment_failure(stage: str, failure) -> int:
+    """Print the one message of an aborted command (the path and the problem; for a batch job how
+    to resume), write the aborted job's ``summary.json`` if the folder still takes it, and return
+    :data:`~matseg.exit_codes.ENVIRONMENT`."""
+    print(f"matseg {stage}: error: {failure}", file=sys.stderr)
+    summary, out = failure.summary, failure.out_dir
+    if summary is not None:
+        # Never recreate a vanished output folder just to hold the summary.
+        saved = out is not None and Path(out).is_dir() and _save_summary(Path(out), summary.to_dict()) is None
+        print(
+            f"matseg {stage}: job aborted{'' if saved else ' (summary.json not written)'}; fix the problem, then "
+            "rerun the same command: it skips the items already finished and runs the rest", file=sys.stderr,
+        )  # fmt: skip
+    return exit_codes.ENVIRONMENT

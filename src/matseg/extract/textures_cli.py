@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from matseg import exit_codes
 from matseg.cli_common import (
     UsageError,
     add_config_args,
@@ -52,7 +53,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     def usage(_args: argparse.Namespace) -> int:
         p.print_help(sys.stderr)
-        return 2
+        return exit_codes.USAGE
 
     p.set_defaults(handler=usage)
     return p

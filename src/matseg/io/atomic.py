@@ -6,24 +6,43 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """Open a new file next to ``path`` named ``.<name>.<random>.tmp`` (see :func:`remove_stale_temporaries`).
+
+    Mode 0o666 lets the kernel apply the umask (and a folder's default ACL) exactly as for any
+    other new file, so outputs are 0644 under umask 022 and can be shared. ``tempfile.mkstemp``
+    would make them 0600, and a chmod afterwards would need the umask, which a process can only
+    read by changing it (racy with other threads) and which ignores default ACLs.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    The file gets the permissions of any newly created file (0644 under umask 022).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from matseg import exit_codes
 from matseg.cli_common import (
     UsageError,
     add_config_args,
@@ -62,7 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
-    return 2
+    return exit_codes.USAGE
 
 
 def _add_common(p: argparse.ArgumentParser, default_out: str) -> None:

@@ -27,10 +27,11 @@ class CheckpointError(ValueError):
 
 def save_weights(path: str | os.PathLike, model: DescriptorNet, extra: dict | None = None) -> Path:
     """Write ``model``'s weights and config to ``path`` (atomically: temporary file, then rename)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from matseg.io.atomic import write_bytes_atomic
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "module", model)  # unwrap DDP
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {
@@ -39,9 +40,9 @@ def save_weights(path: str | os.PathLike, model: DescriptorNet, extra: dict | No
         "model_config": json.dumps(asdict(model.cfg)),
         "extra": json.dumps(extra or {}, default=str),
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    # Through our atomic writer: safetensors' save_file makes 0600 files, which a cluster's other
+    # users cannot load; ours honour the umask. The bytes in memory are the size of the weights.
+    write_bytes_atomic(path, save(state, metadata=metadata))
     return path
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from matseg import exit_codes
 from matseg.cli_common import UsageError
 
 TORCH_HINT = "this command needs PyTorch: pip install 'matseg[torch]'"
@@ -80,7 +81,7 @@ def _for_each_image(args, default_out: str, work) -> int:
             failures += 1
             continue
         failures += not work(predictor, path, image, out)
-    return 1 if failures else 0
+    return exit_codes.FAILED if failures else exit_codes.OK
 
 
 def run_predict(args: argparse.Namespace) -> int:

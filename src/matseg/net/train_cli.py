@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from matseg import exit_codes
 from matseg.cli_common import UsageError, add_config_args
 
 TORCH_HINT = "matseg train needs PyTorch: pip install 'matseg[torch]'"
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         state = "interrupted at" if result.interrupted else "finished at"
         best = f"; best {result.best['metric']} {result.best['value']:.4g} at step {result.best['step']}" if result.best else ""
         print(f"train: {state} step {result.step}{best}; weights: {args.out / 'last.safetensors'}", file=sys.stderr)
-    return 130 if result.interrupted else 0
+    return exit_codes.INTERRUPTED if result.interrupted else exit_codes.OK
 
 
 def _leave_process_group() -> None:

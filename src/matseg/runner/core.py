@@ -16,6 +16,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from .environment import environment_problem
+
 logger = logging.getLogger(__name__)
 
 _SEED_MASK = (1 << 63) - 1
@@ -59,10 +61,14 @@ class WorkItem:
 
 @dataclass
 class ItemResult:
-    """Outcome of one item. ``reason`` is a single line, set only when ``status == "failed"``."""
+    """Outcome of one item. ``reason`` is a single line, set only when ``status != "done"``.
+
+    ``"aborted"``: the item met a failure of the environment (disk full, output folder read-only
+    or gone; see :mod:`matseg.runner.environment`); it is not the item's fault and stops the job.
+    """
 
     name: str
-    status: str  # "done" | "failed"
+    status: str  # "done" | "failed" | "aborted"
     seconds: float
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -83,6 +89,8 @@ class Job(Protocol):
     - ``run(item)``: does the work and writes its outputs atomically itself. May return an info
       dict; a ``"warnings"`` entry (list of str) is moved to :attr:`ItemResult.warnings`.
       Must derive all randomness from ``item.seed`` so outputs do not depend on the worker count.
+    - ``out_dir`` (optional attribute): the output folder. Permission errors under it, and its
+      disappearance, abort the job as failures of the environment instead of failing items.
     """
 
     name: str
@@ -164,7 +172,8 @@ def execute_item(job: Job, item: WorkItem, retries: int = 0) -> ItemResult:
     """Run ``job.run(item)`` up to ``1 + retries`` times; never raises an ``Exception``.
 
     ``seconds`` covers all attempts. Unexpected exceptions are logged with their traceback in the
-    process that ran the item; :class:`ItemError` is reported by its message only.
+    process that ran the item; :class:`ItemError` is reported by its message only. A failure of
+    the environment is reported at once as ``"aborted"`` (a retry would meet the same full disk).
     """
     attempts = 1 + max(0, retries)
     start = time.perf_counter()
@@ -172,6 +181,10 @@ def execute_item(job: Job, item: WorkItem, retries: int = 0) -> ItemResult:
         try:
             info, warnings = _split_info(job.run(item))
         except Exception as exc:
+            problem = environment_problem(exc, getattr(job, "out_dir", None))
+            if problem:
+                logger.debug("item %s aborted: %s", item.name, problem, exc_info=exc)
+                return ItemResult(item.name, "aborted", time.perf_counter() - start, reason=problem)
             reason = describe_exception(exc)
             if attempt < attempts:
                 logger.info("item %s failed (%s); retry %d/%d", item.name, reason, attempt, retries)
@@ -211,11 +224,14 @@ class WorkerState:
     def __init__(self, job: Job | None, setup_error: str = ""):
         self.job = job
         self.setup_error = setup_error
+        self.setup_status = "failed"  # "aborted" if setup met a failure of the environment
         if job is not None and not setup_error:
             try:
                 job.setup()
             except Exception as exc:
-                self.setup_error = describe_exception(exc)
+                problem = environment_problem(exc, getattr(job, "out_dir", None))
+                self.setup_status = "aborted" if problem else "failed"
+                self.setup_error = problem or describe_exception(exc)
                 logger.error("setup of job %r failed", getattr(job, "name", "?"), exc_info=exc)
 
     @classmethod
@@ -236,7 +252,7 @@ class WorkerState:
 
     def run(self, item: WorkItem, retries: int) -> ItemResult:
         if self.setup_error or self.job is None:
-            return ItemResult(item.name, "failed", 0.0, reason=f"worker setup failed: {self.setup_error}")
+            return ItemResult(item.name, self.setup_status, 0.0, reason=f"worker setup failed: {self.setup_error}")
         return execute_item(self.job, item, retries)
 
 

@@ -7,6 +7,7 @@ import os
 import sys
 
 from .core import Job, RunnerOptions, WorkItem
+from .environment import EnvironmentFailure
 from .summary import ResultCollector, RunSummary
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ def run_job(job: Job, options: RunnerOptions | None = None) -> RunSummary:
     process-pool or Ray backend. A failing
     item never stops the batch. On KeyboardInterrupt the pending work is cancelled, the partial
     summary is printed to stderr and the interrupt is re-raised.
+
+    A failure of the environment (disk full, output folder ``job.out_dir`` read-only, forbidden
+    or gone; see :mod:`matseg.runner.environment`) does stop it: running items are killed, the
+    partial summary is printed to stderr and :class:`EnvironmentFailure` is raised with
+    ``summary`` and ``out_dir`` set. Finished items stay; a rerun skips them.
     """
     options = options or RunnerOptions()
     items, todo = _pending_items(job)
@@ -61,6 +67,7 @@ def run_job(job: Job, options: RunnerOptions | None = None) -> RunSummary:
         workers=workers,
         progress=options.progress,
         description=options.description,
+        out_dir=getattr(job, "out_dir", None),
     )
     logger.info("job %r: %d items, %d to run, backend %s", job.name, len(items), len(todo), backend)
     try:
@@ -68,6 +75,11 @@ def run_job(job: Job, options: RunnerOptions | None = None) -> RunSummary:
             backend_fn(job, todo, options, collector)
     except KeyboardInterrupt:
         print(collector.summary(interrupted=True).format(), file=sys.stderr)
+        raise
+    except EnvironmentFailure as exc:
+        exc.summary = collector.summary()
+        exc.out_dir = getattr(job, "out_dir", None)
+        print(exc.summary.format(), file=sys.stderr)
         raise
     except BaseException:
         collector.summary()  # closes the progress bar

@@ -43,6 +43,7 @@ def run_inline(job: Job, items: list[WorkItem], options: RunnerOptions, collecto
     state = WorkerState(job)
     for item in items:
         collector.add(state.run(item, options.retries))
+        collector.raise_if_aborted()
 
 
 def run_process_pool(job: Job, items: list[WorkItem], options: RunnerOptions, collector: ResultCollector) -> None:
@@ -113,9 +114,10 @@ def run_process_pool(job: Job, items: list[WorkItem], options: RunnerOptions, co
                 )
                 suspects.extend(sorted(crashed, key=lambda it: it.index))
     except BaseException:
-        # KeyboardInterrupt or a driver-side error: drop queued work, do not wait for running items.
+        # An abort, KeyboardInterrupt or a driver-side error: drop queued work and stop the items
+        # that are running.
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _terminate(pool)
             pool = None
         raise
     finally:
@@ -123,8 +125,28 @@ def run_process_pool(job: Job, items: list[WorkItem], options: RunnerOptions, co
             pool.shutdown(wait=True)
 
 
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Shut ``pool`` down without waiting: cancel queued items, kill the running ones.
+
+    Killing mid-item is safe because items write atomically: a killed item leaves only a
+    temporary, which the next run removes, and is run again then. Waiting could take as long as
+    the slowest item (a render), and on an abort every one of them would fail anyway.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() drops this mapping
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+
+
 def _collect(finished: set[Future], inflight: dict[Future, WorkItem], collector: ResultCollector) -> list[WorkItem]:
-    """Wait for ``finished``, hand their results to the collector; return the items whose worker died."""
+    """Wait for ``finished``, hand their results to the collector; return the items whose worker died.
+
+    Raises :class:`~matseg.runner.environment.EnvironmentFailure` once every finished result is
+    counted, if one of them (or a check of the output folder) says the job must stop.
+    """
     wait(finished)
     crashed = []
     for fut in finished:
@@ -135,4 +157,5 @@ def _collect(finished: set[Future], inflight: dict[Future, WorkItem], collector:
             crashed.append(item)
         except Exception as exc:  # e.g. the result could not be pickled back
             collector.add(ItemResult(item.name, "failed", 0.0, reason=f"result not received: {describe_exception(exc)}"))
+    collector.raise_if_aborted()
     return crashed

@@ -100,6 +100,7 @@ def run_ray(job: Job, items: list[WorkItem], options: RunnerOptions, collector: 
                     if options.max_items_per_worker and served[slot] >= options.max_items_per_worker:
                         replace(slot)
                 idle.append(slot)
+            collector.raise_if_aborted()  # the finally below kills every actor, running items too
     finally:
         for actor in actors:
             ray.kill(actor)

@@ -10,7 +10,10 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
+from matseg import exit_codes
+
 from .core import ItemResult
+from .environment import EnvironmentFailure, OutputFolderWatch
 
 MAX_LISTED = 20
 
@@ -37,7 +40,8 @@ class RunSummary:
     ``total`` counts every item of the job; ``skipped`` those already finished before the run
     (``is_done``); ``failed`` lists ``(name, reason)`` in item order; ``warnings`` maps a warning
     text to the number of items that reported it; ``item_seconds`` holds the wall time of each
-    item done in this run. ``done + skipped + len(failed) == total`` unless ``interrupted``.
+    item done in this run. ``done + skipped + len(failed) == total`` unless ``interrupted`` or
+    ``aborted`` (the reason a failure of the environment stopped the job).
     """
 
     job: str
@@ -51,6 +55,7 @@ class RunSummary:
     backend: str  # "inline" | "processes" | "ray"
     item_seconds: list[float] = field(default_factory=list)
     interrupted: bool = False
+    aborted: str = ""
 
     @property
     def items_per_s(self) -> float:
@@ -63,8 +68,10 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 if every item finished, else 1 (failures or an interrupted run)."""
-        return 1 if self.failed or self.interrupted else 0
+        """0 if every item finished, 3 if the job was aborted, else 1 (failures or an interrupted run)."""
+        if self.aborted:
+            return exit_codes.ENVIRONMENT
+        return exit_codes.FAILED if self.failed or self.interrupted else exit_codes.OK
 
     def to_dict(self) -> dict:
         """JSON-ready dict: all fields plus ``items_per_s``, ``median_item_s`` and ``exit_code``."""
@@ -81,6 +88,8 @@ class RunSummary:
         head = f"job {self.job!r}: {self.total} items, {self.backend} backend, {self.workers} {unit}"
         if self.interrupted:
             head += " -- INTERRUPTED, partial results"
+        elif self.aborted:
+            head += " -- ABORTED (environment failure), partial results"
         lines = [head]
         rate = f"{self.items_per_s:.3g} items/s, median {self.median_item_s:.3g} s/item" if self.done else ""
         lines.append(f"  done     {self.done:>7}   {rate}".rstrip())
@@ -109,6 +118,7 @@ class ResultCollector:
         workers: int,
         progress: bool = True,
         description: str = "",
+        out_dir=None,
     ):
         self.job_name = job_name
         self.total = total
@@ -119,6 +129,8 @@ class ResultCollector:
         self._done_seconds: list[float] = []
         self._failed: list[tuple[int, str, str]] = []
         self._warnings: Counter[str] = Counter()
+        self._aborted = ""
+        self._watch = OutputFolderWatch(out_dir)
         self._start = time.perf_counter()
         self._bar = tqdm(
             total=len(to_run),
@@ -130,6 +142,10 @@ class ResultCollector:
         )
 
     def add(self, result: ItemResult) -> None:
+        if result.status == "aborted":
+            # Not the item's failure: it stays unfinished, and a rerun runs it.
+            self._aborted = self._aborted or result.reason
+            return
         # One count per item and warning text, however often the item repeated it.
         self._warnings.update(set(result.warnings))
         if result.status == "done":
@@ -139,9 +155,21 @@ class ResultCollector:
             self._bar.set_postfix(failed=len(self._failed), refresh=False)
         self._bar.update(1)
 
+    def raise_if_aborted(self) -> None:
+        """Raise :class:`EnvironmentFailure` if an item reported one or the output folder is gone.
+
+        Backends call this after each batch of results, so they stop scheduling and drop their
+        workers at the first sign.
+        """
+        problem = self._aborted or self._watch.problem()
+        if problem:
+            self._aborted = problem
+            raise EnvironmentFailure(problem)
+
     def summary(self, interrupted: bool = False) -> RunSummary:
         """Close the progress bar and freeze the counts so far into a :class:`RunSummary`."""
         self._bar.close()
+        self._watch.close()
         return RunSummary(
             job=self.job_name,
             total=self.total,
@@ -154,4 +182,5 @@ class ResultCollector:
             backend=self.backend,
             item_seconds=list(self._done_seconds),
             interrupted=interrupted,
+            aborted=self._aborted,
         )

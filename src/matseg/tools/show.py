@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from matseg import exit_codes
 from matseg.io.dataset import DatasetFormatError, Sample, find_samples, read_sample
 from matseg.io.images import to_uint8, write_image
 
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``matseg show``: 0 on success, 1 if nothing could be shown, 2 on bad arguments."""
     if Path(args.output).suffix.lower() != ".png":
         print(f"matseg show: the output must be a .png file, got {args.output}")
-        return 2
+        return exit_codes.USAGE
     try:
         kind = detect_kind(args.dir) if args.kind == "auto" else args.kind
         n = DEFAULT_COUNT[kind] if args.n is None else args.n
@@ -172,14 +173,14 @@ def run(args: argparse.Namespace) -> int:
         sheet = shown(Path(args.dir), n, args.seed, height, args.columns)
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"matseg show: {exc}")
-        return 2
+        return exit_codes.USAGE
     if sheet is None:
         print(f"matseg show: nothing readable to show under {args.dir} (kind: {kind})")
-        return 1
+        return exit_codes.FAILED
     output = Path(args.output)
     write_image(output, sheet)
     print(output)
-    return 0
+    return exit_codes.OK
 
 
 def _label_of(folder: Path, root: Path) -> str:
