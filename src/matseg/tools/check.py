@@ -1,19 +1,26 @@
 """``matseg check DIR``: validate a MatSeg dataset folder.
 
-Per sample (every folder :func:`~matseg.io.dataset.find_samples` finds):
+Every finding has a severity. Errors (the data is broken; the sample fails), per sample
+(every folder :func:`~matseg.io.dataset.find_samples` finds):
 
-* all files readable, image/masks/ROI of one size (else the sample fails with that error);
+* all files readable, image/masks/ROI of one size;
 * masks and ROI stored as 8-bit single-channel images (Pillow mode ``L``);
-* every ROI pixel covered by some mask (``sum(masks) > 0``), tolerating up to 0.5 % of the
-  ROI uncovered;
+* a non-empty ROI, every ROI pixel covered by some mask (``sum(masks) > 0``), tolerating up
+  to 0.5 % of the ROI uncovered;
 * our own format (``meta.json``): ``|sum(masks) - roi| <= ceil(M/2) + 1`` levels at every
   pixel (each of the M + 1 files is rounded independently, so this is the rounding bound),
   and ``meta["masks"]`` lists the mask files present;
-* at least ``min_visible_materials`` visible materials (fraction > 0.5 on at least
-  ``max(16, 0.1 % of ROI)`` pixels).
+* folders holding sample files without the ``Finished.txt`` marker (listed as unfinished).
 
-Folders holding sample files without ``Finished.txt`` are reported as unfinished. Any
-failure or unfinished folder makes the report fail (non-zero exit code).
+Warnings (quality notes: listed and counted; failures only with ``--strict``):
+
+* fewer than ``min_visible_materials`` visible materials (fraction > 0.5 on at least
+  ``max(16, 0.1 % of ROI)`` pixels); published samples 3 and 4 have one;
+* a tiny ROI, covering less than 1 % of the image;
+* side files the reader skipped (e.g. a published ``scene_data.pkl`` refused as unsafe).
+
+Exit code 0 when nothing failed, 1 on any error (or, with ``--strict``, any warning),
+2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from matseg import exit_codes
 from matseg.io.atomic import write_json_atomic
 from matseg.io.dataset import (
     DatasetFormatError,
@@ -48,13 +56,18 @@ logger = logging.getLogger(__name__)
 #: Largest share of ROI pixels that may have no material (anti-aliasing slack).
 MAX_UNCOVERED_FRACTION = 0.005
 
+#: ROI share of the image below which a sample gets a "tiny ROI" warning: it still trains,
+#: but contributes few labelled pixels (the smallest published ROI covers 4 %).
+MIN_ROI_FRACTION = 0.01
+
 
 @dataclass
 class SampleCheck:
     """Outcome of checking one sample folder.
 
-    ``problems`` are violations (the sample fails); ``warnings`` are informational (e.g. a
-    published ``scene_data.pkl`` that was refused as unsafe).
+    ``problems`` are errors (the sample fails); ``warnings`` are quality notes (one visible
+    material, a tiny ROI, a published ``scene_data.pkl`` refused as unsafe) that fail the
+    sample only under ``strict``.
     """
 
     name: str
@@ -73,25 +86,39 @@ class SampleCheck:
 
     @property
     def ok(self) -> bool:
+        """No errors (warnings allowed)."""
         return not self.problems
+
+    def passes(self, strict: bool = False) -> bool:
+        """No errors, and under ``strict`` no warnings either."""
+        return self.ok and not (strict and self.warnings)
 
 
 @dataclass
 class CheckReport:
-    """All sample checks of one dataset plus the unfinished folders."""
+    """All sample checks of one dataset plus the unfinished folders.
+
+    ``strict``: warnings fail their sample (and so the report).
+    """
 
     root: str
     min_visible_materials: int
     samples: list[SampleCheck]
     unfinished: list[str]
+    strict: bool = False
 
     @property
     def passed(self) -> list[SampleCheck]:
-        return [s for s in self.samples if s.ok]
+        return [s for s in self.samples if s.passes(self.strict)]
 
     @property
     def failed(self) -> list[SampleCheck]:
-        return [s for s in self.samples if not s.ok]
+        return [s for s in self.samples if not s.passes(self.strict)]
+
+    @property
+    def warning_count(self) -> int:
+        """Warnings over all samples (one sample may have several)."""
+        return sum(len(s.warnings) for s in self.samples)
 
     @property
     def ok(self) -> bool:
@@ -102,42 +129,49 @@ class CheckReport:
         return {
             "root": self.root,
             "ok": self.ok,
+            "strict": self.strict,
             "min_visible_materials": self.min_visible_materials,
             "checked": len(self.samples),
             "passed": len(self.passed),
             "failed": len(self.failed),
+            "warnings": self.warning_count,
             "unfinished": self.unfinished,
-            "samples": [{**asdict(s), "ok": s.ok} for s in self.samples],
+            "samples": [{**asdict(s), "ok": s.passes(self.strict)} for s in self.samples],
         }
 
     def summary(self, verbose: bool = False) -> str:
         """Human-readable summary; ``verbose`` adds one line of numbers per sample."""
+        strict_note = " (--strict: warnings fail)" if self.strict else ""
         lines = [
             f"{self.root}: checked {len(self.samples)} samples: {len(self.passed)} passed, "
-            f"{len(self.failed)} failed, {len(self.unfinished)} unfinished"
+            f"{len(self.failed)} failed, {len(self.unfinished)} unfinished, "
+            f"{self.warning_count} warnings{strict_note}"
         ]
         if verbose:
             for s in self.samples:
-                lines.append("  " + _sample_line(s))
-        for s in self.failed:
-            lines.append(f"FAILED {s.name}:")
-            lines.extend(f"  - {p}" for p in s.problems)
+                lines.append("  " + _sample_line(s, self.strict))
+        for s in self.samples:
+            if s.problems or s.warnings:
+                lines.append(f"{'WARNING' if s.passes(self.strict) else 'FAILED'} {s.name}:")
+                lines.extend(f"  - error: {p}" for p in s.problems)
+                lines.extend(f"  - warning: {w}" for w in s.warnings)
         for name in self.unfinished:
             lines.append(f"UNFINISHED {name}: sample files but no Finished.txt")
         if not self.samples and not self.unfinished:
             lines.append("no samples found (folders with RGB__RGB.jpg and Finished.txt)")
-        warned = [s for s in self.samples if s.warnings]
-        for s in warned:
-            lines.extend(f"warning {s.name}: {w}" for w in s.warnings)
-        lines.append("OK" if self.ok else "FAILED")
+        if not self.ok:
+            lines.append("FAILED")
+        else:
+            lines.append(f"OK, {self.warning_count} warnings" if self.warning_count else "OK")
         return "\n".join(lines)
 
 
-def _sample_line(s: SampleCheck) -> str:
+def _sample_line(s: SampleCheck, strict: bool = False) -> str:
+    status = "FAILED" if not s.passes(strict) else "warning" if s.warnings else "ok"
     if s.num_masks is None:
-        return f"{s.name}: {'ok' if s.ok else 'FAILED'} (unreadable)"
+        return f"{s.name}: {status} (unreadable)"
     parts = [
-        f"{s.name}: {'ok' if s.ok else 'FAILED'}",
+        f"{s.name}: {status}",
         f"{s.source}",
         f"masks={s.num_masks}",
         f"visible={s.visible_materials}",
@@ -189,7 +223,7 @@ def check_sample(folder: str | os.PathLike, min_visible_materials: int = 2, name
     """
     folder = Path(folder)
     result = SampleCheck(name=name or folder.name, path=str(folder))
-    problems = result.problems
+    problems, warnings = result.problems, result.warnings
     try:
         raw = read_raw_sample(folder)
         sample = sample_from_raw(raw)
@@ -202,7 +236,7 @@ def check_sample(folder: str | os.PathLike, min_visible_materials: int = 2, name
         return result
 
     result.source = raw.source
-    result.warnings = list(raw.warnings)
+    warnings.extend(raw.warnings)
     result.size = sample.size
     result.num_masks = sample.num_materials
     _check_modes(raw, problems)
@@ -214,11 +248,17 @@ def check_sample(folder: str | os.PathLike, min_visible_materials: int = 2, name
     result.uncovered_fraction = uncovered / roi_before if roi_before else 0.0
     if roi_before == 0:
         problems.append("ObjectMaskOcluded.png: empty ROI (no pixel at half the full value or above)")
-    elif result.uncovered_fraction > MAX_UNCOVERED_FRACTION:
-        problems.append(
-            f"{uncovered} ROI pixels ({100 * result.uncovered_fraction:.2f} %) have no material "
-            f"(allowed {100 * MAX_UNCOVERED_FRACTION:.1f} %)"
-        )
+    else:
+        if result.uncovered_fraction > MAX_UNCOVERED_FRACTION:
+            problems.append(
+                f"{uncovered} ROI pixels ({100 * result.uncovered_fraction:.2f} %) have no material "
+                f"(allowed {100 * MAX_UNCOVERED_FRACTION:.1f} %)"
+            )
+        if result.roi_fraction < MIN_ROI_FRACTION:
+            warnings.append(
+                f"tiny ROI: {roi_before} pixels, {100 * result.roi_fraction:.2f} % of the image "
+                f"(warned below {100 * MIN_ROI_FRACTION:.0f} %)"
+            )
     if raw.source == "matseg":
         _check_own_format(raw, result, problems)
 
@@ -228,8 +268,8 @@ def check_sample(folder: str | os.PathLike, min_visible_materials: int = 2, name
     result.visible_materials = int((counts >= result.min_visible_pixels).sum())
     if result.visible_materials < min_visible_materials:
         detail = ", ".join(f"{n} {c} px" for n, c in zip(sample.mask_names, result.dominant_pixels))
-        problems.append(
-            f"{result.visible_materials} visible material(s), need {min_visible_materials} "
+        warnings.append(
+            f"{result.visible_materials} visible material(s), expected at least {min_visible_materials} "
             f"(pixels with fraction > 0.5: {detail}; visible from {result.min_visible_pixels} px)"
         )
     return result
@@ -246,6 +286,7 @@ def check_dataset(
     workers: int | None = None,
     nested: bool = True,
     progress: bool | None = None,
+    strict: bool = False,
 ) -> CheckReport:
     """Check every sample under ``root`` and list unfinished folders.
 
@@ -256,6 +297,7 @@ def check_dataset(
             ``min(4, cpu_count)``.
         nested: also check nested samples (e.g. the published ``1/1``).
         progress: show a tqdm bar; ``None`` = only on a terminal.
+        strict: warnings fail their sample (see :class:`CheckReport`).
 
     Raises:
         FileNotFoundError / NotADirectoryError: ``root`` is missing or not a folder.
@@ -281,6 +323,7 @@ def check_dataset(
         min_visible_materials=min_visible_materials,
         samples=results,
         unfinished=[_relative_name(root, f) for f in unfinished],
+        strict=strict,
     )
 
 
@@ -294,32 +337,38 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("dir", type=Path, help="dataset folder (or one sample folder)")
     parser.add_argument("--min-visible-materials", type=int, default=2, metavar="N",
-                        help="visible materials required per sample (default: 2)")
+                        help="visible materials below which a sample gets a warning (default: 2)")
+    parser.add_argument("--strict", action="store_true",
+                        help="warnings (too few visible materials, tiny ROI, skipped side files) fail too")
     parser.add_argument("--json", type=Path, default=None, metavar="REPORT",
                         help="also write the full report as JSON")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="parallel reader threads (default: min(4, CPUs))")
     parser.add_argument("--no-nested", dest="nested", action="store_false",
                         help="only DIR and its direct sub-folders (like the reference reader)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="one line of numbers per sample")
+    # Not dest="verbose": that is the global `matseg -v` (debug logging), which this would set or reset.
+    parser.add_argument("-v", "--verbose", dest="per_sample", action="store_true",
+                        help="one line of numbers per sample")
     parser.set_defaults(handler=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler of ``matseg check``: 0 if everything passed, 1 on any violation, 2 on bad arguments."""
+    """Handler of ``matseg check``: 0 if nothing failed, 1 on any error (with ``--strict`` also
+    any warning), 2 on bad arguments."""
     try:
         report = check_dataset(
             args.dir,
             min_visible_materials=args.min_visible_materials,
             workers=args.workers,
             nested=getattr(args, "nested", True),
+            strict=getattr(args, "strict", False),
         )
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         print(f"matseg check: {exc}")
-        return 2
-    print(report.summary(verbose=getattr(args, "verbose", False)))
+        return exit_codes.USAGE
+    print(report.summary(verbose=getattr(args, "per_sample", False)))
     if args.json is not None:
         write_json_atomic(args.json, report.to_dict())
         print(f"report written to {args.json}")
-    return 0 if report.ok else 1
+    return exit_codes.OK if report.ok else exit_codes.FAILED
