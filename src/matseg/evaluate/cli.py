@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+from matseg import exit_codes
 from matseg.cli_common import (
     UsageError,
     add_config_args,
@@ -183,7 +184,7 @@ def _evaluate(args: argparse.Namespace, config_cls, extra: list, scan, scan_erro
         except PredictorError as exc:
             raise UsageError(str(exc)) from None
     if print_config_requested(args, cfg):
-        return 0
+        return exit_codes.OK
     try:
         entries = scan(cfg.root)
     except scan_error as exc:
@@ -232,4 +233,4 @@ def run_list(args: argparse.Namespace) -> int:
         options = ", ".join(f"{k} (required)" if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in params.items())
         aliases = "".join(f" (alias: {a})" for a in predictor_aliases(name))
         print(f"{name:10s} {text}{aliases}\n{'':10s} options: {options or 'none'}")
-    return 0
+    return exit_codes.OK

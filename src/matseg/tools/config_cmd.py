@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from matseg import exit_codes
+
 # stage -> "module:ConfigClass"; stages of later issues add themselves here.
 STAGE_CONFIGS = {
     "synth2d": "matseg.synth2d.job:Synth2DConfig",
@@ -38,4 +40,4 @@ def run(args: argparse.Namespace) -> int:
     from matseg.config import describe
 
     print(describe(config_class(args.stage)))
-    return 0
+    return exit_codes.OK
