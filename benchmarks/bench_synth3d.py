@@ -6,13 +6,16 @@ Our annotation comes from AOVs of the RGB render itself; this script measures wh
 
 Usage (run with the Python that has bpy, e.g. /work/bpyvenv/bin/python):
     python benchmarks/bench_synth3d.py [--sizes 256 512] [-n 6] [--overhead-scenes 6] [--overhead-reps 4]
+                                       [--ground-scenes 6] [--ground-reps 2] [--ground-dicing 2]
                                        [--memory-scenes 100] [--memory-size 64] [--skip throughput ...]
 Prints:
 1. scenes/min on one core (one render thread, in this process) per image size, default config
    (32 samples, adaptive sampling, OpenImageDenoise) and the time split build / render / read;
 2. annotation overhead: the same scenes rendered with the AOVs and their EXR outputs on and off
    (CPU time of render + read-back), interleaved, with the off-vs-off noise floor;
-3. resident memory of one worker process over a run of many small scenes, without recycling,
+3. ground displacement: the same scenes, each with a ground, rendered with the ground truly
+   displaced (adaptive subdivision, the default) and with bump only, interleaved;
+4. resident memory of one worker process over a run of many small scenes, without recycling,
    and the same run through the runner with workers recycled every 20 scenes.
 """
 
@@ -68,39 +71,65 @@ def throughput(size: int, n: int) -> None:
           f"read passes {read / sum(total):.2%} (rest: quality gate, python)")  # fmt: skip
 
 
-def overhead(size: int, n: int, reps: int) -> None:
-    """Render + read-back CPU time with the AOV annotation on and off, same scenes, interleaved.
+def paired_cpu(size: int, n: int, reps: int, first_seed: int, on: tuple[list[str], bool], off: tuple[list[str], bool]):
+    """Render + read-back CPU seconds of the same scenes in two variants, interleaved.
 
-    CPU seconds of this process (all its threads), not wall time: on a shared machine the wall
-    time of one render varies several-fold with the load. A warm-up render comes first (kernel
-    and texture loading). ``off``-against-``off`` ratios of the same scene show the noise floor.
+    ``on``/``off``: (config overrides, annotate). CPU seconds of this process (all its
+    threads), not wall time: on a shared machine the wall time of one render varies several-fold
+    with the load. A warm-up render comes first (kernel and texture loading). ``off``-against-
+    ``off`` ratios of the same scene show the noise floor. Returns per scene
+    ``(seed, median on, median off, off-vs-off ratio)``.
     """
-    cfg = config(size)
-    inputs, _ = load_inputs(cfg.inputs)
+    variants = {}
+    for key, (overrides, annotate) in (("on", on), ("off", off)):
+        cfg = config(size, overrides)
+        variants[key] = (cfg, load_inputs(cfg.inputs)[0], annotate)
 
-    def cpu_seconds(seed: int, annotate: bool) -> float:
+    def cpu_seconds(seed: int, key: str) -> float:
+        cfg, inputs, annotate = variants[key]
         rng = attempt_rng(seed, 0)
         plan = draw_plan(rng, cfg, inputs)
         _, _, info = build_and_render(plan, rng, cfg, inputs, cycles_seed(seed, 0), threads=1, annotate=annotate)
         return info["timing"]["render_cpu_s"] + info["timing"]["read_passes_cpu_s"]
 
-    cpu_seconds(1999, True)  # warm-up
-    ratios, noise, total_on, total_off = [], [], 0.0, 0.0
+    cpu_seconds(first_seed - 1, "on")  # warm-up
+    rows = []
     for i in range(n):
-        seed = 2000 + i
-        on, off = [], []
+        seed = first_seed + i
+        times = {"on": [], "off": []}
         for r in range(reps):
-            for annotate in ((True, False) if r % 2 == 0 else (False, True)):
-                (on if annotate else off).append(cpu_seconds(seed, annotate))
-        ratios.append(statistics.median(on) / statistics.median(off) - 1)
-        noise.append(statistics.median(off[::2]) / statistics.median(off[1::2]) - 1)
-        total_on, total_off = total_on + statistics.median(on), total_off + statistics.median(off)
-        print(f"   scene {seed}: AOVs on {statistics.median(on):.2f} s, off {statistics.median(off):.2f} s CPU "
-              f"({ratios[-1]:+.1%}; off vs off {noise[-1]:+.1%})", flush=True)  # fmt: skip
-    print(f"annotation overhead at {size} px ({n} scenes x {reps} renders each way, CPU time of render + read-back): "
-          f"{total_on / total_off - 1:+.1%} in total, per scene median {statistics.median(ratios):+.1%} "
-          f"(range {min(ratios):+.1%} to {max(ratios):+.1%}); noise floor (off vs off) median "
-          f"{statistics.median(noise):+.1%}, range {min(noise):+.1%} to {max(noise):+.1%}")  # fmt: skip
+            for key in (("on", "off") if r % 2 == 0 else ("off", "on")):
+                times[key].append(cpu_seconds(seed, key))
+        on_s, off_s = statistics.median(times["on"]), statistics.median(times["off"])
+        noise = statistics.median(times["off"][::2]) / statistics.median(times["off"][1::2]) - 1
+        rows.append((seed, on_s, off_s, noise))
+        print(f"   scene {seed}: on {on_s:.2f} s, off {off_s:.2f} s CPU ({on_s / off_s - 1:+.1%}; off vs off {noise:+.1%})", flush=True)
+    return rows
+
+
+def summarize(title: str, rows) -> None:
+    ratios = [on / off - 1 for _, on, off, _ in rows]
+    noise = [r[3] for r in rows]
+    total_on, total_off = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    print(f"{title}: {total_on / total_off - 1:+.1%} in total ({total_on / len(rows):.2f} vs {total_off / len(rows):.2f} s CPU "
+          f"per scene), per scene median {statistics.median(ratios):+.1%} (range {min(ratios):+.1%} to {max(ratios):+.1%}); "
+          f"noise floor (off vs off) median {statistics.median(noise):+.1%}, range {min(noise):+.1%} to {max(noise):+.1%}")  # fmt: skip
+
+
+def overhead(size: int, n: int, reps: int) -> None:
+    """The AOV annotation: the same scenes with the AOVs and their EXR outputs on and off."""
+    rows = paired_cpu(size, n, reps, 2000, ([], True), ([], False))
+    summarize(f"annotation overhead at {size} px ({n} scenes x {reps} renders each way, CPU time of render + read-back)", rows)
+
+
+def ground(size: int, n: int, reps: int, dicing_px: float) -> None:
+    """True displacement of the ground: the same scenes, all with a ground (a PBR with a height
+    map when PBR folders are given), displaced (the default) or bump only."""
+    forced = ["world.p_ground=1.0", f"world.ground_dicing_px={dicing_px}"]
+    rows = paired_cpu(size, n, reps, 3000, ([*forced, "world.ground_displacement=both"], True),
+                      ([*forced, "world.ground_displacement=bump"], True))  # fmt: skip
+    summarize(f"ground displacement (dicing {dicing_px} px) against bump only at {size} px "
+              f"({n} scenes with a ground x {reps} renders each way, CPU time of render + read-back)", rows)  # fmt: skip
 
 
 def memory(size: int, n: int) -> None:
@@ -133,9 +162,13 @@ def main() -> None:
     ap.add_argument("--overhead-scenes", type=int, default=6)
     ap.add_argument("--overhead-size", type=int, default=256)
     ap.add_argument("--overhead-reps", type=int, default=4, help="renders per scene and mode")
+    ap.add_argument("--ground-scenes", type=int, default=6)
+    ap.add_argument("--ground-size", type=int, default=256)
+    ap.add_argument("--ground-reps", type=int, default=2, help="renders per scene and mode (>= 2)")
+    ap.add_argument("--ground-dicing", type=float, default=Synth3DConfig().world.ground_dicing_px, help="world.ground_dicing_px")
     ap.add_argument("--memory-scenes", type=int, default=100)
     ap.add_argument("--memory-size", type=int, default=64)
-    ap.add_argument("--skip", nargs="*", default=[], choices=("throughput", "overhead", "memory"))
+    ap.add_argument("--skip", nargs="*", default=[], choices=("throughput", "overhead", "ground", "memory"))
     args = ap.parse_args()
 
     from matseg.synth3d.blender import blender_version, require_bpy
@@ -148,6 +181,8 @@ def main() -> None:
             throughput(size, args.n)
     if "overhead" not in args.skip:
         overhead(args.overhead_size, args.overhead_scenes, args.overhead_reps)
+    if "ground" not in args.skip:
+        ground(args.ground_size, args.ground_scenes, args.ground_reps, args.ground_dicing)
     if "memory" not in args.skip:
         memory(args.memory_size, args.memory_scenes)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")

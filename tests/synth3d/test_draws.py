@@ -418,6 +418,10 @@ def test_weights_are_rescaled_to_sum_to_the_coverage():
     assert out_roi[0, 2] == 0 and stats["roi_without_weight"] == pytest.approx(0.3)  # coverage without weight dropped
     assert stats["max_sum_error"] == pytest.approx(0.3)
     assert aov_names(2) == ["matseg_001", "matseg_002", "matseg_roi"]
+    # Seen through a veil of itself, the object can sum to more than full coverage: the ROI
+    # becomes 1 and the weights keep their proportions (no false sum error).
+    weights, out_roi, stats = weights_from_aovs(np.array([[[0.5]], [[0.75]]], np.float32), np.array([[1.25]], np.float32))
+    assert out_roi[0, 0] == 1 and np.allclose(weights[:, 0, 0], [0.4, 0.6]) and stats["max_sum_error"] == 0
 
 
 # ----------------------------------------------------------------------------- config and CLI

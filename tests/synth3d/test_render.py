@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,32 +37,60 @@ def emissive(rgb) -> dict:
 IDENTITY = {"location": [0, 0, 0], "rotation": [0, 0, 0], "scale": [1, 1, 1]}
 
 
-def render_constructed(tmp_path: Path, photo: np.ndarray, split: dict | None, leaves: list[dict], size=(48, 48),
-                       shape: str = "plane", samples: int = 4):  # fmt: skip
-    """Render a hand-made scene through the package's builders: one object, no world, no lights,
-    a top-down camera at z = 3. Returns (rgb, passes) as read back by the package."""
-    from matseg.synth3d.annotation import read_passes, setup_outputs
-    from matseg.synth3d.blender import configure_render, image_from_array, quiet_output, require_bpy, reset_scene
-    from matseg.synth3d.config import CameraConfig, MaterialsConfig, RenderConfig
+def square(half: float, z: float = 0.0):
+    """A square facing the camera of :func:`render_constructed`, as MeshData."""
+    from matseg.synth3d.objects import MeshData
+
+    return MeshData([[-half, -half, z], [half, -half, z], [half, half, z], [-half, half, z]], [4], [0, 1, 2, 3], [False])
+
+
+def constructed_material(name: str, photo: np.ndarray, split: dict | list[dict] | None, leaves: list[dict], pbr_images=None):
+    """A main-object material (writing the ``matseg_`` AOVs) of ``leaves`` in the package's tree
+    shape; ``split`` (one, or a list in the order the package numbers them: root first, depth
+    first) reads channels of ``photo`` in generated coordinates."""
+    from matseg.synth3d.blender import image_from_array
+    from matseg.synth3d.config import MaterialsConfig
     from matseg.synth3d.materials import build_material, split_tree
-    from matseg.synth3d.objects import MeshData, make_blender_object, primitive
+
+    tree = split_tree(len(leaves))
+    splits = list(split) if isinstance(split, list) else [split] if split is not None else []
+    todo = list(splits)
+
+    def fill(node):
+        if "children" in node and todo:
+            node["split"] = {"id": len(splits) - len(todo), "photo_index": 0, "coordinates": "generated", "mapping": IDENTITY,
+                             **todo.pop(0)}  # fmt: skip
+            for child in node["children"]:
+                fill(child)
+
+    fill(tree)
+    plan = {"coordinates": "object", "leaves": leaves, "tree": tree}
+    return build_material(name, plan, {0: image_from_array(f"{name}:photo", photo)}, MaterialsConfig(), aov_prefix="matseg_",
+                          pbr_images=pbr_images)  # fmt: skip
+
+
+def render_constructed(tmp_path: Path, photo: np.ndarray, split: dict | list[dict] | None, leaves: list[dict], size=(48, 48),
+                       shape: str = "plane", samples: int = 4, pbr_images=None, behind=None):  # fmt: skip
+    """Render a hand-made scene through the package's builders: one object, no world, no lights,
+    a top-down camera at z = 3 (the 2-unit plane spans pixels ~2-46 of 48). ``behind()``: makes
+    (after the scene reset) the material of a 6-unit square at z = -1 that fills the view
+    behind the object. Returns (rgb, passes) as read back by the package."""
+    from matseg.synth3d.annotation import read_passes, setup_outputs
+    from matseg.synth3d.blender import configure_render, quiet_output, require_bpy, reset_scene
+    from matseg.synth3d.config import CameraConfig, RenderConfig
+    from matseg.synth3d.objects import make_blender_object, primitive
     from matseg.synth3d.world import build_camera
 
     bpy = require_bpy()
     scene = reset_scene()
     configure_render(scene, RenderConfig(width=size[0], height=size[1], samples=samples, denoiser="none", adaptive_threshold=0), 7, 1)
     scene.world = None
-    tree = split_tree(len(leaves))
-    if split is not None:
-        tree["split"] = {"id": 0, "photo_index": 0, "coordinates": "generated", "mapping": IDENTITY, **split}
-    plan = {"coordinates": "uv", "leaves": leaves, "tree": tree}
-    material = build_material("M", plan, {0: image_from_array("photo", photo)}, MaterialsConfig(), aov_prefix="matseg_")
-    if shape == "plane":
-        mesh = MeshData([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], [4], [0, 1, 2, 3], [False])
-    else:
-        mesh = primitive("sphere").transformed(np.eye(3) * 1.6)
+    material = constructed_material("M", photo, split, leaves, pbr_images)
+    mesh = square(1.0) if shape == "plane" else primitive("sphere").transformed(np.eye(3) * 1.6)
     ob = make_blender_object("Main", mesh, uv_margin=None)
     ob.data.materials.append(material)
+    if behind is not None:
+        make_blender_object("Behind", square(3.0, -1.0), uv_margin=None).data.materials.append(behind())
     build_camera({"location": [0, 0, 3], "rotation": [0, 0, 0]}, CameraConfig())
     files = setup_outputs(scene, tmp_path, len(leaves))
     with quiet_output():
@@ -108,14 +137,147 @@ def test_constant_half_mix_gives_half_weights_and_128(tmp_path):
     assert np.abs(rgb[inside][:, [0, 2]].astype(int) - 188).max() <= 2
 
 
-def test_transparent_surface_writes_its_weights_once(tmp_path):
+def test_semi_transparent_object_is_annotated_as_seen(tmp_path):
     from matseg.synth3d.materials import draw_bsdf
 
     glassy = {"mode": "bsdf", "id": "g", "data": {**draw_bsdf(np.random.default_rng(0), 1.0), "Alpha": 0.5}}
-    _, passes = render_constructed(tmp_path, np.zeros((8, 8, 3), np.uint8), None, [glassy], shape="sphere", samples=2)
+    _, passes = render_constructed(tmp_path, np.zeros((8, 8, 3), np.uint8), None, [glassy], shape="sphere", samples=16)
     roi = passes["matseg_roi"]
-    assert roi.max() <= 1 + 1e-5 and roi.max() > 0.99  # front face only, not front + back
+    # Over the empty world a ray sees the front face (alpha 0.5) and, through it, the back face:
+    # 0.5 + 0.5 * 0.5. (The back face is counted with Cycles' pass-through probability, ~0.56
+    # for this BSDF, hence the tolerance.) Not 1 (opaque) and not 0.5 (front face only).
+    assert abs(float(roi[14:34, 14:34].mean()) - 0.75) < 0.08
     assert np.allclose(passes["matseg_001"], roi, atol=1e-6)
+
+
+def opacity_leaves(opacity: dict[str, int]) -> tuple[list[dict], Callable[[str], dict]]:
+    """Black, unlit PBR leaves with uniform opacity maps (values 0-255), and their ``pbr_images``
+    (the Blender images are made when the material is built, after the scene reset)."""
+    from matseg.synth3d.blender import image_from_array
+
+    def pbr_images(name: str) -> dict:
+        def grey(value: int) -> np.ndarray:
+            return np.full((8, 8, 3), value, np.uint8)
+
+        return {"color": image_from_array(f"{name}:color", grey(0), non_color=False),
+                "opacity": image_from_array(f"{name}:opacity", grey(opacity[name]))}  # fmt: skip
+
+    return [{"mode": "pbr", "id": name, "mapping": IDENTITY} for name in opacity], pbr_images
+
+
+# Three regions of the plane (generated coordinates, row 0 = top): the left half, the bottom-right
+# and the top-right quadrants, from two hard splits of a photo whose red channel is bright on the
+# right and green channel on the top.
+REGION_PHOTO = np.zeros((64, 64, 3), np.uint8)
+REGION_PHOTO[:, 32:, 0] = 255
+REGION_PHOTO[:32, :, 1] = 255
+REGION_SPLITS = [{"mode": "RGB", "channel": c, "hard": True, "low": 0.5, "high": 0.5} for c in (0, 1)]
+LEFT, BOTTOM_RIGHT, TOP_RIGHT = np.s_[6:42, 6:20], np.s_[28:42, 28:42], np.s_[6:20, 28:42]
+
+
+def render_cut_out_plane(tmp_path: Path, behind_leaves: list[dict], behind_is_main: bool, samples: int = 16):
+    """The plane: material 1 half transparent (opacity 128) on the left, material 2 cut out
+    (opacity 0) at the bottom right, material 3 opaque emitting red at the top right; behind it
+    a square emitting green, part of the main object (its own weights) or not."""
+    from matseg.synth3d.config import MaterialsConfig
+    from matseg.synth3d.materials import build_leaf_material
+
+    pbr_leaves, pbr_images = opacity_leaves({"half": 128, "cut": 0})
+
+    def behind():
+        if behind_is_main:
+            # Thresholds below 0: every split takes its second branch, so the last leaf has weight 1.
+            always_last = [{**s, "low": -1.0, "high": -1.0} for s in REGION_SPLITS]
+            return constructed_material("Behind", REGION_PHOTO, always_last, behind_leaves)
+        return build_leaf_material("Behind", behind_leaves[0], "object", MaterialsConfig())
+
+    return render_constructed(tmp_path, REGION_PHOTO, REGION_SPLITS, [*pbr_leaves, emissive((1, 0, 0))], samples=samples,
+                              pbr_images=pbr_images, behind=behind)  # fmt: skip
+
+
+def test_cut_out_and_half_transparent_texels_are_annotated_as_seen(tmp_path):
+    from matseg.synth3d.annotation import weights_from_aovs
+
+    rgb, passes = render_cut_out_plane(tmp_path, [emissive((0, 1, 0))], behind_is_main=False)
+    raw = np.stack([passes[f"matseg_00{i}"] for i in (1, 2, 3)])
+    roi = passes["matseg_roi"]
+    half = 128 / 255
+    # Half transparent: material 1 covers half of what the camera sees there.
+    assert np.abs(raw[0][LEFT] - half).max() < 0.01 and np.abs(roi[LEFT] - half).max() < 0.01
+    # Cut out: the camera sees the green square through the hole, which is not the main object.
+    assert raw[:, *BOTTOM_RIGHT].max() < 0.01 and roi[BOTTOM_RIGHT].max() < 0.01
+    assert raw[2][TOP_RIGHT].min() > 0.99 and roi[TOP_RIGHT].min() > 0.99
+    # Everywhere (edges included) the green seen is what the ROI leaves uncovered (sample noise aside).
+    green = srgb_to_linear(rgb[..., 1])
+    assert np.abs(green + roi - 1).mean() < 0.01 and np.abs(green + roi - 1).max() < 0.1
+    weights, out_roi, stats = weights_from_aovs(raw, roi)
+    assert stats["max_sum_error"] < 1e-5 and np.allclose(weights.sum(0), out_roi, atol=1e-6)
+    assert np.allclose(out_roi, roi, atol=1e-5)
+
+
+def test_main_object_seen_through_its_own_cut_out(tmp_path):
+    # Behind the plane: another part of the main object whose weight is all material 3.
+    _, passes = render_cut_out_plane(tmp_path, [emissive((0, 0, 1))] * 2 + [emissive((0, 1, 0))], behind_is_main=True)
+    w1, w2, w3, roi = (passes[n] for n in ("matseg_001", "matseg_002", "matseg_003", "matseg_roi"))
+    # Through the hole the camera sees material 3 of the part behind, fully.
+    assert w2[BOTTOM_RIGHT].max() < 0.01 and w3[BOTTOM_RIGHT].min() > 0.99 and np.abs(roi[BOTTOM_RIGHT] - 1).max() < 0.01
+    # Through the veil: material 1 at its alpha (exact at the first surface), and some of material 3
+    # (with Cycles' pass-through probability, not exactly 1 - alpha).
+    assert np.abs(w1[LEFT] - 128 / 255).max() < 0.01 and w3[LEFT].min() > 0.25
+
+
+def render_on_ground(tmp_path: Path, displacement: str, name: str, threads: int = 1):
+    """A main-object square at z = 0.5 filling the view of the top-down camera, over a ground
+    (drawn by the package, seed 5) whose PBR height map is a 2 x 2 checker of heights 0 and 1,
+    in camera texture coordinates. Returns (rgb, passes)."""
+    import cv2
+
+    from matseg.synth3d.annotation import read_passes, setup_outputs
+    from matseg.synth3d.blender import configure_render, quiet_output, require_bpy, reset_scene
+    from matseg.synth3d.config import CameraConfig, MaterialsConfig, RenderConfig, WorldConfig
+    from matseg.synth3d.materials import PbrLibrary
+    from matseg.synth3d.objects import make_blender_object
+    from matseg.synth3d.world import build_camera, build_ground, draw_ground
+
+    pbr = tmp_path / "pbr"
+    if not pbr.is_dir():
+        pbr.mkdir()
+        height = np.zeros((16, 16), np.uint8)
+        height[:8, :8] = height[8:, 8:] = 255
+        cv2.imwrite(str(pbr / "Height.png"), height)
+        cv2.imwrite(str(pbr / "Color.png"), np.full((16, 16, 3), 90, np.uint8))
+    bpy = require_bpy()
+    scene = reset_scene()
+    configure_render(scene, RenderConfig(width=48, height=48, samples=2, denoiser="none", adaptive_threshold=0), 7, threads)
+    scene.world = None
+    make_blender_object("Main", square(1.0, 0.5), uv_margin=None).data.materials.append(
+        constructed_material("M", np.zeros((8, 8, 3), np.uint8), None, [emissive((1, 0, 0))]))
+    world_cfg = WorldConfig(p_ground=1.0, ground_half_size=[3.0, 3.0], ground_displacement=displacement)
+    plan = draw_ground(np.random.default_rng(5), world_cfg)
+    # No turn, 0.5 texture scale: the checker's squares fill the view's quadrants.
+    plan = {**plan, "rotation_z": 0.0, "material": {"mode": "pbr", "id": str(pbr), "mapping": {**IDENTITY, "scale": [0.5] * 3}}}
+    images: dict = {}
+    build_ground(plan, "camera", world_cfg, MaterialsConfig(), lambda folder: PbrLibrary().blender_images(folder, images))
+    build_camera({"location": [0, 0, 3], "rotation": [0, 0, 0]}, CameraConfig())
+    files = setup_outputs(scene, tmp_path / name, 1)
+    with quiet_output():
+        bpy.ops.render.render(write_still=False)
+    return read_passes(files)
+
+
+def test_ground_is_displaced_deterministically(tmp_path):
+    _, flat = render_on_ground(tmp_path, "bump", "bump")
+    rgb, displaced = render_on_ground(tmp_path, "both", "both")
+    # Bump only: the ground stays below the square (z = 0.5), which covers the whole view.
+    assert flat["matseg_roi"].min() > 0.99
+    # True displacement: the checker's height-1 squares rise through it (top right, bottom left
+    # in the picture) and hide it; the height-0 squares stay below.
+    roi = displaced["matseg_roi"]
+    assert roi[4:20, 28:44].max() < 0.01 and roi[28:44, 4:20].max() < 0.01
+    assert roi[4:20, 4:20].min() > 0.99 and roi[28:44, 28:44].min() > 0.99
+    # Reproducible, also with another number of render threads (the dicing runs in parallel).
+    rgb_again, again = render_on_ground(tmp_path, "both", "again", threads=2)
+    assert np.array_equal(rgb, rgb_again) and np.array_equal(roi, again["matseg_roi"])
 
 
 def test_projection_matches_blender():

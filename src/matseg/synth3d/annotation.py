@@ -11,8 +11,18 @@ The compositor writes the RGB (8-bit PNG through the view transform) and each AO
 OpenEXR, linear) next to each other; :func:`read_passes` loads them into arrays in the same
 top-down pixel grid.
 
-Only the first surface a camera ray meets writes AOVs (the view layer's alpha threshold is 0),
-so a semi-transparent main object does not add the weights of its back faces.
+Transparency (opacity maps, the Principled BSDF's Alpha) is annotated as the camera sees it.
+At each hit the material writes every leaf's weight times its alpha, and the ROI their sum, so
+a cut-out texel writes 0 and a half-transparent one half its weight. Cycles writes AOVs at
+every surface of a camera ray until one whose alpha reaches the view layer's alpha threshold;
+with the threshold at 1 the ray goes on writing through every partly transparent surface, so
+whatever is seen through a hole or a veil is annotated too (0 for the ground, the sky or a
+distractor; its own weights for a part of the main object). AOVs are not weighted by the path
+throughput: a surface behind a partly transparent one (0 < alpha < 1) is counted with the
+probability that Cycles' closure sampling passes the ray through, which is close to
+``1 - alpha`` but not equal (it depends on the colours of the front surface), so only there
+the annotation is approximate. Cut-outs (alpha 0 or 1) and a single veil over anything that is
+not the main object are exact.
 """
 
 from __future__ import annotations
@@ -62,8 +72,8 @@ def setup_outputs(scene, folder: str | os.PathLike, num_materials: int, annotate
         aov = view_layer.aovs.add()
         aov.name = name
         aov.type = "VALUE"
-    # 0: the first surface hit ends AOV writing even when it is partly transparent.
-    view_layer.pass_alpha_threshold = 0.0
+    # Only a fully opaque surface ends AOV writing: see the module docstring.
+    view_layer.pass_alpha_threshold = 1.0
     view_layer.use_pass_combined = True
 
     old = scene.compositing_node_group
@@ -134,22 +144,25 @@ def weights_from_aovs(raw_weights: np.ndarray, raw_roi: np.ndarray, eps: float =
         ``(weights, roi, stats)``: ``weights`` ``(M, H, W)`` float32 in [0, 1] summing to
         ``roi`` ``(H, W)`` float32 in [0, 1] at every pixel.
 
-    On the main object the weights sum to 1 at each shading point, so per pixel
-    ``sum(weights) == roi`` up to float rounding. Both are clipped to [0, 1] and the weights are
-    rescaled by ``roi / sum(weights)`` wherever the sum exceeds ``eps``, which makes the
-    identity exact (what :func:`~matseg.io.dataset.write_sample` requires) without changing any
-    value by more than the rounding; where the sum is ``<= eps`` both are set to 0. ``stats``
-    reports the largest deviation found before the rescale (``max_sum_error``) and the ROI
-    mass dropped for lack of weights (``roi_without_weight``), so a broken shader is visible
-    in ``meta.json``.
+    At each hit on the main object the weight AOVs sum to the ROI AOV (both are scaled by the
+    surface's alpha), so per pixel ``sum(weights) == roi`` up to float rounding. The ROI is
+    clipped to [0, 1] (it can exceed 1 where the main object is seen through a partly
+    transparent part of itself, see the module docstring) and the weights are rescaled by
+    ``roi / sum(weights)`` wherever the sum exceeds ``eps``, which makes the identity exact
+    (what :func:`~matseg.io.dataset.write_sample` requires) and keeps the weights' proportions;
+    elsewhere the rescale changes no value by more than the rounding. Where the sum is
+    ``<= eps`` both are set to 0. ``stats`` reports the largest deviation of the sum from the
+    ROI AOV before the rescale (``max_sum_error``) and the ROI mass dropped for lack of weights
+    (``roi_without_weight``), so a broken shader is visible in ``meta.json``.
     """
-    w = np.clip(np.asarray(raw_weights, np.float32), 0.0, 1.0)
-    roi = np.clip(np.asarray(raw_roi, np.float32), 0.0, 1.0)
-    if w.ndim != 3 or w.shape[1:] != roi.shape:
-        raise ValueError(f"raw_weights must be (M, H, W) matching raw_roi {roi.shape}, got {w.shape}")
+    w = np.maximum(np.asarray(raw_weights, np.float32), 0.0)
+    raw_roi = np.maximum(np.asarray(raw_roi, np.float32), 0.0)
+    if w.ndim != 3 or w.shape[1:] != raw_roi.shape:
+        raise ValueError(f"raw_weights must be (M, H, W) matching raw_roi {raw_roi.shape}, got {w.shape}")
     total = w.sum(axis=0)
     has = total > eps
-    error = float(np.abs(total - roi).max()) if total.size else 0.0
+    error = float(np.abs(total - raw_roi).max()) if total.size else 0.0
+    roi = np.minimum(raw_roi, 1.0)
     dropped = float(roi[~has].sum())
     scale = np.where(has, roi / np.where(has, total, 1.0), 0.0).astype(np.float32)
     weights = w * scale[None]

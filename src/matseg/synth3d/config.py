@@ -149,6 +149,8 @@ class WorldConfig:
     base_tilt_y_deg: float = option(0.0, "HDRI rotation about y before the tilt (reference: 180 = upside down whenever not tilted)", "§1.7.5, fixed")
     p_ground: float = option(0.25, "probability of a ground plane", "§1.7.4")
     ground_half_size: list[float] = option([40.0, 120.0], "ground plane half-size per axis, uniform range", "§1.7.4")
+    ground_displacement: str = option("both", "how the ground's height map shapes it: true displacement of an adaptively subdivided plane plus bump for the finer detail (both, the reference's setting), displacement only, or bump only on a flat quad", "§1.7.4", choices=("bump", "displacement", "both"))
+    ground_dicing_px: float = option(2.0, "displaced ground: adaptive subdivision into micropolygons of about this many pixels (smaller = finer relief, slower)", "ours")
     p_distractors: float = option(0.2, "probability of distractor objects", "§1.7.6")
     distractors_max: int = option(8, "1..N distractors", "§1.7.6")
     p_lights: float = option(0.15, "probability of extra point/spot lights", "§1.7.7")
@@ -165,6 +167,8 @@ class WorldConfig:
         if not 0.0 <= self.p_another_light < 1.0:
             raise ValueError("p_another_light must be < 1 (else lights never stop)")
         _check_range("ground_half_size", self.ground_half_size, lo=1e-3)
+        if self.ground_dicing_px <= 0:
+            raise ValueError(f"ground_dicing_px must be > 0, got {self.ground_dicing_px}")
         _check_range("light_energy", self.light_energy, lo=0.0)
         _check_range("spot_size_deg", self.spot_size_deg, 1.0, 180.0)
         if self.distractors_max < 1:

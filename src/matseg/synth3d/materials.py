@@ -9,8 +9,9 @@ The ramp value ``f`` is the Mix Shader factor: the first branch gets ``1 - f``, 
 
 Each leaf (a PBR material from a folder, or a random Principled BSDF with the reference's
 parameter ranges) also gets its **exact weight**: the product of the factors along its branch,
-computed by Math nodes from the very sockets that drive the Mix Shaders and written to a
-Shader AOV. The weights of all leaves sum to 1 at every shading point.
+computed by Math nodes from the very sockets that drive the Mix Shaders. The weights of all
+leaves sum to 1 at every shading point; each leaf writes its weight times its alpha (opacity
+map or BSDF Alpha) to a Shader AOV, the part of the hit the camera sees as that material.
 
 Random draws are pure (NumPy, no Blender) and produce JSON-ready plans recorded in meta.json;
 :func:`build_material` turns a plan into Blender nodes.
@@ -19,6 +20,7 @@ Random draws are pure (NumPy, no Blender) and produce JSON-ready plans recorded 
 from __future__ import annotations
 
 import colorsys
+import functools
 import os
 import uuid
 from pathlib import Path
@@ -463,12 +465,14 @@ class PbrLibrary:
 
 
 def add_leaf_shader(nodes: _Nodes, leaf: dict, coords: str, box_blend: float, pbr_images=None, depth: int = 1):
-    """Nodes of one material; returns ``(shader socket, height socket or None)``.
+    """Nodes of one material; returns ``(shader socket, height socket or None, alpha)``.
 
-    ``pbr_images(folder) -> {property: bpy Image}`` supplies the maps of a PBR leaf.
+    ``alpha`` is what drives the Principled BSDF's Alpha: the opacity map's socket, or a
+    number (1.0 when the material is opaque). ``pbr_images(folder) -> {property: bpy Image}``
+    supplies the maps of a PBR leaf.
     """
     if leaf["mode"] == "bsdf":
-        return _principled(nodes, leaf["data"], depth).outputs["BSDF"], None
+        return _principled(nodes, leaf["data"], depth).outputs["BSDF"], None, float(leaf["data"].get("Alpha", 1.0))
     images = pbr_images(leaf["id"])
     vector = _mapped_vector(nodes, coords, leaf["mapping"], depth + 1)
     bsdf = _principled(nodes, {}, depth)
@@ -479,15 +483,15 @@ def add_leaf_shader(nodes: _Nodes, leaf: dict, coords: str, box_blend: float, pb
         return _image_node(nodes, images[prop], vector, blend, depth + 1).outputs["Color"]
 
     nodes.link(tex("color"), bsdf.inputs["Base Color"])
-    for prop, socket in _PBR_SOCKETS.items():
-        if prop in images:
-            nodes.link(tex(prop), bsdf.inputs[socket])
+    scalars = {prop: tex(prop) for prop in _PBR_SOCKETS if prop in images}
+    for prop, value in scalars.items():
+        nodes.link(value, bsdf.inputs[_PBR_SOCKETS[prop]])
     if "normal" in images:
         normal_map = nodes.new("ShaderNodeNormalMap", depth + 1, space="TANGENT")
         normal_map.inputs["Strength"].default_value = 1.0
         nodes.link(tex("normal"), normal_map.inputs["Color"])
         nodes.link(normal_map.outputs["Normal"], bsdf.inputs["Normal"])
-    return bsdf.outputs["BSDF"], (tex("height") if "height" in images else None)
+    return bsdf.outputs["BSDF"], (tex("height") if "height" in images else None), scalars.get("opacity", 1.0)
 
 
 def _split_factor(nodes: _Nodes, split: dict, image, depth: int):
@@ -507,13 +511,19 @@ def _split_factor(nodes: _Nodes, split: dict, image, depth: int):
     return mr.outputs["Result"]
 
 
-def _finish(nodes: _Nodes, material, shader, heights: list, weights: list, cfg) -> None:
+def _finish(nodes: _Nodes, material, shader, heights: list, weights: list, cfg, displacement: str | None = None) -> None:
+    """Material output; the height maps (weighted like the shaders) drive its displacement,
+    applied as ``displacement`` (default ``cfg.displacement``): bump, displacement or both."""
     out = nodes.new("ShaderNodeOutputMaterial", -1, target="ALL")
     nodes.link(shader, out.inputs["Surface"])
-    material.displacement_method = {"bump": "BUMP", "displacement": "DISPLACEMENT", "both": "BOTH"}[cfg.displacement]
+    material.displacement_method = {"bump": "BUMP", "displacement": "DISPLACEMENT", "both": "BOTH"}[displacement or cfg.displacement]
     terms = [(h, w) for h, w in zip(heights, weights) if h is not None]
     if not terms:
         return
+    if material.displacement_method != "BUMP":
+        # Heights are in [0, 1] with midlevel 0, so no vertex moves farther than the scale; Cycles
+        # needs this bound to know where displaced geometry can be (adaptive dicing, culling).
+        material.max_vertex_displacement = abs(cfg.height_scale)
     total = None
     for h, w in terms:
         term = h if w is None else nodes.math("MULTIPLY", h, w, 1)
@@ -532,8 +542,9 @@ def build_material(name: str, plan: dict, photo_images: dict, cfg, aov_prefix: s
         photo_images: ``photo_index -> bpy Image`` for the split photos.
         cfg: :class:`~matseg.synth3d.config.MaterialsConfig` (displacement settings, box blend).
         pbr_images: ``folder -> {property: bpy Image}`` for PBR leaves (:meth:`PbrLibrary.blender_images`).
-        aov_prefix: if set, leaf ``i`` writes its weight to the Shader AOV
-            ``f"{aov_prefix}{i + 1:03d}"`` and the material writes 1.0 to ``f"{aov_prefix}roi"``.
+        aov_prefix: if set, leaf ``i`` writes its weight times its alpha to the Shader AOV
+            ``f"{aov_prefix}{i + 1:03d}"`` and the material writes the sum of those (its
+            opacity; 1.0 when every leaf is opaque) to ``f"{aov_prefix}roi"``.
 
     Returns the material.
     """
@@ -546,12 +557,13 @@ def build_material(name: str, plan: dict, photo_images: dict, cfg, aov_prefix: s
     leaves = plan["leaves"]
     weights: list = [None] * len(leaves)
     heights: list = [None] * len(leaves)
+    alphas: list = [1.0] * len(leaves)
 
     def build(node: dict, weight, depth: int):
         """Shader socket of a subtree; ``weight`` = product of the factors above it (None = 1)."""
         if "leaf" in node:
             i = node["leaf"]
-            shader, heights[i] = add_leaf_shader(nodes, leaves[i], plan["coordinates"], cfg.box_blend, pbr_images, depth + 1)
+            shader, heights[i], alphas[i] = add_leaf_shader(nodes, leaves[i], plan["coordinates"], cfg.box_blend, pbr_images, depth + 1)
             weights[i] = weight
             return shader
         split = node["split"]
@@ -568,25 +580,55 @@ def build_material(name: str, plan: dict, photo_images: dict, cfg, aov_prefix: s
     shader = build(plan["tree"], None, 0)
     _finish(nodes, material, shader, heights, weights, cfg)
     if aov_prefix is not None:
-        for i, w in enumerate(weights):
-            aov = nodes.new("ShaderNodeOutputAOV", -1, aov_name=f"{aov_prefix}{i + 1:03d}")
-            if w is None:  # a single-material tree: weight 1 everywhere
-                aov.inputs["Value"].default_value = 1.0
-            else:
-                nodes.link(w, aov.inputs["Value"])
-        roi = nodes.new("ShaderNodeOutputAOV", -1, aov_name=f"{aov_prefix}roi")
-        roi.inputs["Value"].default_value = 1.0
+        # What the camera sees of leaf i at a hit is its weight times its alpha (the rest of
+        # the Principled BSDF is a Transparent BSDF): the AOVs carry that, and the ROI their sum
+        # (= 1 - transparency). See annotation.setup_outputs for what lies behind.
+        seen = [_times(nodes, w, a) for w, a in zip(weights, alphas)]
+        for i, value in enumerate(seen):
+            _aov(nodes, f"{aov_prefix}{i + 1:03d}", value)
+        opaque = all(isinstance(a, float) and a == 1.0 for a in alphas)
+        _aov(nodes, f"{aov_prefix}roi", 1.0 if opaque else functools.reduce(lambda a, b: nodes.math("ADD", a, b, -1), seen))
     return material
 
 
-def build_leaf_material(name: str, leaf: dict, coords: str, cfg, pbr_images=None):
-    """A single-region material (ground plane, distractors)."""
+def _times(nodes: _Nodes, a, b):
+    """``a * b`` for factors that are sockets, numbers or None (= 1); no node for a factor of 1."""
+    a = 1.0 if a is None else a
+    b = 1.0 if b is None else b
+    if isinstance(a, float) and isinstance(b, float):
+        return a * b
+    if isinstance(a, float) and a == 1.0:
+        return b
+    if isinstance(b, float) and b == 1.0:
+        return a
+    return nodes.math("MULTIPLY", a, b, -1)
+
+
+def _aov(nodes: _Nodes, name: str, value) -> None:
+    """A Shader AOV output writing ``value`` (a socket or a number)."""
+    aov = nodes.new("ShaderNodeOutputAOV", -1, aov_name=name)
+    if isinstance(value, float):
+        aov.inputs["Value"].default_value = value
+    else:
+        nodes.link(value, aov.inputs["Value"])
+
+
+def build_leaf_material(name: str, leaf: dict, coords: str, cfg, pbr_images=None, displacement: str | None = None):
+    """A single-region material (ground plane, distractors); ``displacement`` overrides
+    ``cfg.displacement`` (bump, displacement, both)."""
     from matseg.synth3d.blender import require_bpy
 
     bpy = require_bpy()
     material = bpy.data.materials.new(name)
     nodes = _Nodes(material.node_tree)
     nodes.nodes.clear()
-    shader, height = add_leaf_shader(nodes, leaf, coords, cfg.box_blend, pbr_images)
-    _finish(nodes, material, shader, [height], [None], cfg)
+    shader, height, _alpha = add_leaf_shader(nodes, leaf, coords, cfg.box_blend, pbr_images)
+    _finish(nodes, material, shader, [height], [None], cfg, displacement)
     return material
+
+
+def displaces_geometry(material) -> bool:
+    """True when Cycles moves the surface of ``material`` (a height input and a displacement
+    method other than bump); such a surface needs vertices to move."""
+    has_height = any(node.bl_idname == "ShaderNodeDisplacement" for node in material.node_tree.nodes)
+    return has_height and material.displacement_method != "BUMP"

@@ -133,7 +133,7 @@ def _build_and_render(plan, rng, cfg, inputs, seed, threads, annotate, workdir):
     from matseg.synth3d.blender import BlenderError, configure_render, image_from_array, log_tail, quiet_output, require_bpy, reset_scene
     from matseg.synth3d.materials import build_leaf_material, build_material
     from matseg.synth3d.objects import MeshData, import_mesh_file, join_meshes, make_blender_object, object_mesh
-    from matseg.synth3d.world import build_camera, build_lights, build_world, camera_parameters, choose_camera
+    from matseg.synth3d.world import build_camera, build_ground, build_lights, build_world, camera_parameters, choose_camera
 
     bpy = require_bpy()
     t0 = time.perf_counter()
@@ -170,11 +170,7 @@ def _build_and_render(plan, rng, cfg, inputs, seed, threads, annotate, workdir):
                                  uv_margin=cfg.objects.uv_island_margin)  # fmt: skip
         ob.data.materials.append(build_leaf_material(f"DistractorMaterial{i}", dplan["material"], coords, mat_cfg, pbr_images))
     if plan["ground"] is not None:
-        hx, hy = plan["ground"]["half_size"]
-        quad = MeshData([[-hx, -hy, 0], [hx, -hy, 0], [hx, hy, 0], [-hx, hy, 0]], [4], [0, 1, 2, 3], [False])
-        ground = make_blender_object("Ground", quad, uv_margin=cfg.objects.uv_island_margin)
-        ground.rotation_euler = (0.0, 0.0, plan["ground"]["rotation_z"])
-        ground.data.materials.append(build_leaf_material("GroundMaterial", plan["ground"]["material"], coords, mat_cfg, pbr_images))
+        build_ground(plan["ground"], coords, cfg.world, mat_cfg, pbr_images, cfg.objects.uv_island_margin)
     build_world(plan["hdri"], cfg.render.world_map_resolution)
     build_lights(plan["lights"])
 

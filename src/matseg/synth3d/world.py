@@ -264,6 +264,32 @@ def build_world(plan: dict, map_resolution: int = 512):
     return world
 
 
+def build_ground(plan: dict, coords: str, world_cfg, materials_cfg, pbr_images=None, uv_margin: float | None = 0.03):
+    """The ground of :func:`draw_ground` (with its ``"material"`` leaf): a square at z = 0 turned about z.
+
+    With a height map and ``world_cfg.ground_displacement`` other than bump, Cycles displaces
+    it for real, as the reference's subdivided ground: the quad is diced adaptively
+    (``ground_dicing_px`` pixels per micropolygon; simple subdivision, so the plane stays flat
+    under the relief). ``coords``: the scene's texture coordinates.
+    """
+    from matseg.synth3d.materials import build_leaf_material, displaces_geometry
+    from matseg.synth3d.objects import MeshData, make_blender_object
+
+    hx, hy = plan["half_size"]
+    quad = MeshData([[-hx, -hy, 0], [hx, -hy, 0], [hx, hy, 0], [-hx, hy, 0]], [4], [0, 1, 2, 3], [False])
+    ground = make_blender_object("Ground", quad, uv_margin=uv_margin)
+    ground.rotation_euler = (0.0, 0.0, plan["rotation_z"])
+    material = build_leaf_material("GroundMaterial", plan["material"], coords, materials_cfg, pbr_images, world_cfg.ground_displacement)
+    ground.data.materials.append(material)
+    if displaces_geometry(material):
+        mod = ground.modifiers.new("Dicing", "SUBSURF")
+        mod.subdivision_type = "SIMPLE"
+        mod.use_adaptive_subdivision = True
+        mod.adaptive_space = "PIXEL"
+        mod.adaptive_pixel_size = world_cfg.ground_dicing_px
+    return ground
+
+
 def build_lights(plans: list[dict]) -> list:
     from matseg.synth3d.blender import require_bpy
 
