@@ -14,6 +14,7 @@ Three measurements:
    decoder widths (PSP 512, decoder 512/256/128).
 
 Usage: python benchmarks/bench_train.py [--rounds 4] [--steps 4] [--threads 1,2] [--data DIR ...] [--parts lite,e2e,convnext]
+                                       [--recipe configs/default-model.yaml]  (e2e with the recipe's crops, decode size, cache)
 """
 
 from __future__ import annotations
@@ -144,17 +145,28 @@ def compare(timers: dict[str, StepTimer], rounds: int, steps: int) -> dict[str, 
     return rates
 
 
-def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, workers: int) -> float:
+def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, workers: int, recipe: Path | None = None) -> float:
+    """Images/s of the training loop; with ``recipe`` (a train config YAML) its data settings
+    (crop sizes, batch budget, decode size, cache) replace the fixed ``size`` x ``batch``."""
+    import yaml
+
     from matseg.config import from_dict
     from matseg.net.train import TrainConfig, Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = from_dict(TrainConfig, {
-            "steps": steps + 2, "log_every": steps + 2, "val_every": 10**6, "checkpoint_every": 10**6, "keep_every": 0,
-            "precision": precision,
-            "data": {"size_min": size, "size_max": size, "max_pixels": size * size * batch, "max_images": batch,
-                     "min_images": batch, "val_fraction": 0.0, "workers": workers},
-        })  # fmt: skip
+        loop = {"steps": steps + 2, "log_every": steps + 2, "val_every": 10**6, "checkpoint_every": 10**6, "keep_every": 0}
+        if recipe:
+            raw = yaml.safe_load(recipe.read_text())
+            raw.update(loop)
+            raw.setdefault("data", {}).update({"val_fraction": 0.0, "workers": workers})
+            cfg = from_dict(TrainConfig, raw)
+        else:
+            cfg = from_dict(TrainConfig, {
+                **loop, "precision": precision,
+                "data": {"size_min": size, "size_max": size, "max_pixels": size * size * batch, "max_images": batch,
+                         "min_images": batch, "val_fraction": 0.0, "workers": workers},
+            })  # fmt: skip
+        batch = cfg.data.max_images
         trainer = Trainer(cfg, [data], Path(tmp) / "run", progress=False)
         t0 = time.perf_counter()
         trainer.run()
@@ -162,8 +174,10 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
         with (Path(tmp) / "run" / "metrics.csv").open() as fh:
             rows = list(csv.DictReader(fh))
     rate = float(rows[-1]["images_per_s"])
-    print(f"  {str(data)[-40:]:<40} {rate:6.2f} images/s in the loop ({(steps + 2) * batch / wall:.2f} incl. start-up), "
-          f"{workers} loader worker(s), {precision}")  # fmt: skip
+    setting = f"recipe {recipe} (sides {cfg.data.size_min}-{cfg.data.size_max}, decode_max_side {cfg.data.decode_max_side}, " \
+        f"cache {'on' if cfg.data.cache_dir else 'off'})" if recipe else f"{batch} x {size}x{size}"
+    print(f"  {str(data)[-40:]:<40} {rate:6.2f} images/s in the loop (about {(steps + 2) * batch / wall:.2f} incl. start-up), "
+          f"{workers} loader worker(s), {cfg.precision}; {setting}")  # fmt: skip
     return rate
 
 
@@ -177,6 +191,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, nargs="*", default=[], help="MatSeg folders for the end-to-end measurement")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--parts", default="lite,e2e,convnext", help="which measurements: lite, e2e, convnext")
+    ap.add_argument("--recipe", type=Path, default=None, help="e2e: take the data settings from this train config (e.g. configs/default-model.yaml)")
     args = ap.parse_args()
 
     print(f"torch {torch.__version__}, {platform.machine()}, {platform.processor() or '?'}; "
@@ -197,7 +212,7 @@ def main() -> None:
     torch.set_num_threads(max(thread_counts))
     for data in args.data if "e2e" in parts else []:
         print("end to end (Trainer: loader + step, bf16 autocast, channels_last):")
-        end_to_end(data, args.steps * args.rounds, args.size, args.batch, "bf16", args.workers)
+        end_to_end(data, args.steps * args.rounds, args.size, args.batch, "bf16", args.workers, args.recipe)
     if "convnext" in parts:
         cfg = ModelConfig(encoder="convnext_base_plain", pretrained=False, **REFERENCE_WIDTHS)
         params = sum(p.numel() for p in DescriptorNet(cfg).parameters()) / 1e6

@@ -10,10 +10,12 @@ from matseg.net.data import (
     AugmentConfig,
     BatchStream,
     DataConfig,
+    DecodedSampleCache,
     MatSegTrainingSet,
     SlotKey,
     augment,
     crop_to_batch,
+    decode_sample,
     drop_undominated,
     is_validation,
     plan_batch,
@@ -269,3 +271,61 @@ def test_published_samples_nested_included(train_sample):
         item = dataset[key]
         assert item["image"].shape == (key.height, key.width, 3)
         assert item["fractions"].shape[0] >= 2 and np.allclose(item["fractions"].sum(0)[item["roi"]], 1, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- decoded samples and their cache
+
+
+def test_decode_sample_shrinks_to_max_side(tmp_path):
+    image, fractions, roi = _halves(120, 200)
+    write_sample(tmp_path / "s", image, fractions, roi.astype(np.float32))
+    full = decode_sample(tmp_path / "s")
+    assert full.image.shape == (120, 200, 3) and full.fractions.dtype == np.uint8
+    np.testing.assert_array_equal(full.fractions, (fractions * 255).astype(np.uint8))
+    small = decode_sample(tmp_path / "s", max_side=50)
+    assert small.image.shape == (30, 50, 3) and small.fractions.shape == (2, 30, 50) and small.roi.shape == (30, 50)
+    # Area averaging: the left quarter-width is pure material 0, the boundary column is mixed.
+    assert (small.fractions[0, :, :24] == 255).all() and (small.fractions[1, :, 26:] == 255).all()
+    assert (small.fractions.sum(0) >= 254).all() and small.roi.all()
+    assert decode_sample(tmp_path / "s", max_side=500).image.shape == (120, 200, 3)  # never enlarged
+
+
+def test_cache_gives_the_same_batches_and_is_reused(tiny_dataset, tmp_path, caplog):
+    train, _ = split_samples([tiny_dataset], 0.0)
+    plain = MatSegTrainingSet(train, _tiny_cfg(decode_max_side=70), seed=3)
+    cached = MatSegTrainingSet(train, _tiny_cfg(decode_max_side=70, cache_dir=str(tmp_path / "cache")), seed=3)
+    keys = [k for stream in range(3) for k in plan_batch(3, stream, len(train), plain.cfg)]
+    for key in keys:
+        a, b = plain[key], cached[key]
+        assert a["path"] == b["path"]
+        for name in ("image", "fractions", "roi"):
+            np.testing.assert_array_equal(a[name], b[name])
+    entries = sorted((tmp_path / "cache").rglob("*.npz"))
+    assert 0 < len(entries) <= len(train)
+    stamps = [e.stat().st_mtime_ns for e in entries]
+    fresh = MatSegTrainingSet(train, cached.cfg, seed=3)  # a later run: read, not rewritten
+    for key in keys:
+        fresh[key]
+    assert [e.stat().st_mtime_ns for e in sorted((tmp_path / "cache").rglob("*.npz"))] == stamps
+    # A damaged entry is decoded again and replaced, with a warning.
+    entries[0].write_bytes(b"not an npz")
+    cache = DecodedSampleCache(tmp_path / "cache", 70)
+    sample = next(p for p in train if cache.entry(p) == entries[0])
+    with caplog.at_level("WARNING"):
+        again = cache.get(sample)
+    assert "unreadable" in caplog.text and entries[0].stat().st_size > 100
+    np.testing.assert_array_equal(again.image, decode_sample(sample, 70).image)
+
+
+def test_cache_entry_follows_a_regenerated_sample(tmp_path):
+    image, fractions, roi = _halves(40, 60)
+    write_sample(tmp_path / "s", image, fractions, roi.astype(np.float32))
+    cache = DecodedSampleCache(tmp_path / "cache", 0)
+    before = cache.entry(tmp_path / "s")
+    assert cache.entry(tmp_path / "s") == before and DecodedSampleCache(tmp_path / "cache", 32).entry(tmp_path / "s") != before
+    marker = tmp_path / "s" / "Finished.txt"
+    stat = marker.stat()
+    import os
+
+    os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert cache.entry(tmp_path / "s") != before

@@ -15,6 +15,7 @@ pytest.importorskip("safetensors")
 from safetensors.torch import load_file  # noqa: E402
 
 import matseg.cli  # noqa: E402
+from matseg.config import from_dict  # noqa: E402
 from matseg.net.checkpoint import load_model, read_metadata  # noqa: E402
 from matseg.net.train import TrainConfig, lr_factor  # noqa: E402
 
@@ -142,6 +143,16 @@ def test_resume_refuses_a_changed_config_and_overwriting(synth, tmp_path, capsys
     assert "differs in: loss.temperature" in capsys.readouterr().err
     assert matseg.cli.main(["train", "-o", str(tmp_path / "none"), "--resume", "--no-progress"]) == 2
     assert "config.yaml: missing" in capsys.readouterr().err
+    # A run saved before an option existed resumes: the option takes its default (the old behaviour)...
+    import yaml
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["optim"].pop("encoder_lr_scale") == 1.0
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert matseg.cli.main(["train", "-o", str(run), "--resume", "--steps", "2", "-w", "0", "--no-progress"]) == 0
+    # ...but not when the run asks for anything else than that default.
+    assert matseg.cli.main(["train", "-o", str(run), "--resume", "--steps", "3", "--set", "optim.encoder_lr_scale=0.5", "--no-progress"]) == 2
+    assert "differs in: optim.encoder_lr_scale" in capsys.readouterr().err
     assert train([synth], tmp_path / "b", "--bench", str(tmp_path / "no-bench")) == 2
     assert "no-bench: benchmark folder not found" in capsys.readouterr().err
 
@@ -245,3 +256,23 @@ def test_nccl_reductions_run_on_the_gpu(monkeypatch):
     with pytest.raises(_CollectiveCalled):
         train_module.Dist(0, 2, 0, torch.device("meta")).sum([1.0, 2.0])
     assert calls["reduced_on"] == torch.device("meta")
+
+
+def test_encoder_learning_rate_scale():
+    from matseg.net.model import DescriptorNet, ModelConfig
+    from matseg.net.train import parameter_groups
+
+    net = DescriptorNet(ModelConfig(pretrained=False))
+    cfg = from_dict(TrainConfig, {"optim": {"lr": 1e-3, "encoder_lr_scale": 0.1, "warmup_steps": 0}}).optim
+    opt = torch.optim.AdamW(parameter_groups(net, cfg), lr=cfg.lr)
+    rest, encoder = opt.param_groups
+    assert rest["lr"] == 1e-3 and encoder["lr"] == pytest.approx(1e-4)
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in net.encoder.parameters()}
+    assert len(rest["params"]) + len(encoder["params"]) == len(list(net.parameters()))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5)  # the schedule scales both groups alike
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([5e-4, 5e-5])
+    del sched
+    one = parameter_groups(net, from_dict(TrainConfig, {}).optim)  # scale 1: one group, as before the option
+    assert len(one) == 1 and len(one[0]["params"]) == len(list(net.parameters()))
+    with pytest.raises(ValueError, match="encoder_lr_scale"):
+        from_dict(TrainConfig, {"optim": {"encoder_lr_scale": 0}})

@@ -43,10 +43,13 @@ class OptimConfig:
     warmup_steps: int = option(0, "linear warm-up from 0 over this many steps (0: none, as the reference)", "ours")
     min_lr_fraction: float = option(0.0, "cosine schedule: final lr as a fraction of lr", "ours")
     grad_clip: float = option(0.0, "clip the gradient norm to this (0: off, as the reference)", "ours")
+    encoder_lr_scale: float = option(1.0, "learning rate of the pretrained encoder as a fraction of lr (below 1 keeps more of its ImageNet features while the decoder learns; 1: one rate for all, as the reference)", "ours")
 
     def __post_init__(self):
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        if not 0 < self.encoder_lr_scale <= 1:
+            raise ValueError(f"encoder_lr_scale must be in (0, 1], got {self.encoder_lr_scale}")
         if self.warmup_steps < 0 or self.grad_clip < 0 or not 0 <= self.min_lr_fraction <= 1:
             raise ValueError(
                 f"need warmup_steps >= 0, grad_clip >= 0, 0 <= min_lr_fraction <= 1; got "
@@ -98,7 +101,7 @@ class TrainConfig:
 
 
 # Keys that may differ when a run is resumed: they change when and where, not what, is computed.
-RUN_ONLY_KEYS = ("steps", "log_every", "val_every", "checkpoint_every", "keep_every", "device", "precision", "threads", "data.workers")
+RUN_ONLY_KEYS = ("steps", "log_every", "val_every", "checkpoint_every", "keep_every", "device", "precision", "threads", "data.workers", "data.cache_dir")
 
 
 class TrainError(RuntimeError):

@@ -27,6 +27,7 @@ Masks are padded to the batch's largest material count by :func:`collate`.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ import cv2
 import numpy as np
 
 from matseg.config import option, section
+from matseg.io.atomic import write_bytes_atomic
 from matseg.io.dataset import DOMINANT_FRACTION, DatasetFormatError, find_samples, read_sample
 
 logger = logging.getLogger(__name__)
@@ -94,6 +96,8 @@ class DataConfig:
     val_max_samples: int = option(256, "validate on at most this many held-out samples (the first ones in natural order)", "ours")
     val_size: int = option(512, "validation views: val_size x val_size squares holding the whole annotated region (shrunk to fit when larger); a multiple of size_multiple", "ours")
     workers: int = option(-1, "loader processes per training process (-1: auto, 0: load in the training process)", "ours")
+    decode_max_side: int = option(0, "samples whose longer side exceeds this are shrunk once when read (area averaging), so cropping costs less and the crops see more of each scene; 0: full resolution", "ours")
+    cache_dir: str = option("", "folder of decoded samples (uint8 arrays after decode_max_side), shared by the loader workers and reused by later runs: a view then costs a file read instead of decoding a JPEG and its mask PNGs; empty: decode every view", "ours")
     augment: AugmentConfig = section(AugmentConfig, "augmentation")
 
     def __post_init__(self):
@@ -119,6 +123,8 @@ class DataConfig:
             raise ValueError(f"val_size must be a positive multiple of {self.size_multiple}, got {self.val_size}")
         if self.val_max_samples < 1:
             raise ValueError(f"val_max_samples must be >= 1, got {self.val_max_samples}")
+        if self.decode_max_side < 0:
+            raise ValueError(f"decode_max_side must be >= 0 (0: full resolution), got {self.decode_max_side}")
         if self.min_materials < 1 or self.max_attempts < 1:
             raise ValueError(f"min_materials and max_attempts must be >= 1, got {self.min_materials}, {self.max_attempts}")
 
@@ -258,7 +264,9 @@ def crop_to_batch(
 
     Args:
         image: (H, W, 3) uint8 or float32 RGB.
-        fractions: (M, H, W) float32 in [0, 1], summing to 1 inside ``roi``.
+        fractions: (M, H, W) float32 in [0, 1] summing to 1 inside ``roi``, or uint8 in
+            0-255 proportional to them (a decoded sample, see :func:`decode_sample`): only the
+            proportions count, the output is renormalised.
         roi: (H, W) bool.
         height, width: output size.
         rng: random source (zoom-out decision, window position).
@@ -278,7 +286,6 @@ def crop_to_batch(
     cover = max(height / h0, width / w0)
     box_fits = (y1 - y0) <= height and (x1 - x0) <= width
     zoom_out = rng.random() < p_zoom_out
-    image = image.astype(np.float32, copy=False)
     if cover > 1 or (not box_fits and zoom_out):
         new_h, new_w = max(height, round(h0 * cover)), max(width, round(w0 * cover))
         shrink = cover < 1
@@ -292,8 +299,9 @@ def crop_to_batch(
     top = _window_start(rng, y0, y1, height, h0)
     left = _window_start(rng, x0, x1, width, w0)
     window = (slice(top, top + height), slice(left, left + width))
-    image = np.ascontiguousarray(image[window])
-    fractions = fractions[(slice(None), *window)]
+    # Cut first, convert after: a view is far smaller than the sample it comes from.
+    image = np.ascontiguousarray(image[window], dtype=np.float32)
+    fractions = fractions[(slice(None), *window)].astype(np.float32)
     roi = roi[window].copy()
     # Resizing blends fractions with the zeros outside the ROI: renormalise so they sum to 1 again.
     total = fractions.sum(0)
@@ -369,6 +377,86 @@ def augment(
 SAME_SAMPLE_TRIES = 3
 
 
+class DecodedSample(NamedTuple):
+    """A training sample as the loader keeps it: compact, ready to crop.
+
+    ``image`` (H, W, 3) uint8 RGB; ``fractions`` (M, H, W) uint8, each material's fraction x 255
+    (rounded); ``roi`` (H, W) bool; ``path`` the sample folder.
+    """
+
+    path: Path
+    image: np.ndarray
+    fractions: np.ndarray
+    roi: np.ndarray
+
+
+def decode_sample(folder: str | os.PathLike, max_side: int = 0) -> DecodedSample:
+    """Read a sample folder and shrink it so that its longer side is at most ``max_side`` (0: keep).
+
+    Shrinking uses area averaging for the image and the fractions; the ROI keeps the pixels
+    at least half inside it that some material still covers. Raises what :func:`read_sample`
+    raises.
+    """
+    sample = read_sample(folder)
+    image, fractions, roi = sample.image, sample.fractions, sample.roi
+    h, w = roi.shape
+    if max_side and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        fractions = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in fractions])
+        roi = cv2.resize(roi.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
+    # Always quantised (cache or not), so a run sees the same batches with and without a cache.
+    quantised = np.rint(np.clip(fractions, 0.0, 1.0) * 255).astype(np.uint8)
+    roi = roi & (quantised.sum(0, dtype=np.uint16) > 0)
+    return DecodedSample(Path(sample.path), np.ascontiguousarray(image), quantised, roi)
+
+
+#: Bump when :func:`decode_sample` changes what it produces: old cache entries are then ignored.
+_CACHE_FORMAT = 1
+
+
+class DecodedSampleCache:
+    """Decoded samples on disk (one uncompressed ``.npz`` each), written once, read by every worker.
+
+    An entry is named by a hash of the sample's resolved path, the modification time of its
+    folder and of its ``Finished.txt`` (a regenerated sample gets a new entry), ``max_side``
+    and the cache format. Entries are written atomically, so concurrent workers and runs can
+    share one folder; a damaged entry is decoded again and replaced.
+    """
+
+    def __init__(self, folder: str | os.PathLike, max_side: int = 0):
+        self.folder = Path(folder)
+        self.max_side = max_side
+
+    def entry(self, sample: Path) -> Path:
+        sample = Path(sample).resolve()
+        stamps = []
+        for p in (sample, sample / "Finished.txt"):
+            try:
+                stamps.append(p.stat().st_mtime_ns)
+            except OSError:
+                stamps.append(-1)
+        key = f"{_CACHE_FORMAT}|{self.max_side}|{sample}|{stamps}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return self.folder / digest[:2] / f"{digest}.npz"
+
+    def get(self, sample: Path) -> DecodedSample:
+        entry = self.entry(sample)
+        try:
+            with np.load(entry, allow_pickle=False) as data:
+                return DecodedSample(Path(sample), data["image"], data["fractions"], data["roi"])
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("re-decoding %s: cache entry %s unreadable (%s)", sample, entry, exc)
+        decoded = decode_sample(sample, self.max_side)
+        buffer = io.BytesIO()
+        np.savez(buffer, image=decoded.image, fractions=decoded.fractions, roi=decoded.roi)
+        write_bytes_atomic(entry, buffer.getvalue())
+        return decoded
+
+
 class SampleUnusable(ValueError):
     """A sample cannot give a training view (unreadable, or too few materials after cropping)."""
 
@@ -386,7 +474,8 @@ class MatSegTrainingSet:
         self.cfg = cfg
         self.seed = seed
         self._bad: dict[Path, str] = {}  # per-process memo: unreadable samples stay unreadable
-        self._last = None  # (index, Sample): a redraw often re-crops the same sample
+        self._last = None  # (index, DecodedSample): a redraw often re-crops the same sample
+        self._cache = DecodedSampleCache(cfg.cache_dir, cfg.decode_max_side) if cfg.cache_dir else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -398,7 +487,7 @@ class MatSegTrainingSet:
         if self._last is not None and self._last[0] == index:
             return self._last[1]
         try:
-            sample = read_sample(path)
+            sample = self._cache.get(path) if self._cache else decode_sample(path, self.cfg.decode_max_side)
             self._last = (index, sample)
             return sample
         except (DatasetFormatError, OSError) as exc:

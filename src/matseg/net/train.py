@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 
 import matseg
-from matseg.config import diff_keys, dump_yaml, to_dict
+from matseg.config import diff_keys, dump_yaml, from_dict, to_dict
 from matseg.io.atomic import write_json_atomic, write_text_atomic
 from matseg.net.checkpoint import read_metadata, save_weights
 from matseg.net.data import (
@@ -273,6 +273,20 @@ def validation_loss(net: DescriptorNet, loader, device: torch.device, autocast_d
     return {"val_loss": total["loss"] / total["pixels"], "val_accuracy": total["accuracy"] / total["pixels"], "val_images": total["images"]}
 
 
+def parameter_groups(net: DescriptorNet, cfg: OptimConfig) -> list[dict]:
+    """AdamW parameter groups: the decoder and head at ``lr``, the encoder at ``lr * encoder_lr_scale``.
+
+    One group when the scale is 1, so runs saved before the option existed resume unchanged;
+    the learning-rate schedule multiplies each group's own rate.
+    """
+    if cfg.encoder_lr_scale == 1:
+        return [{"params": list(net.parameters())}]
+    encoder = list(net.encoder.parameters())
+    in_encoder = {id(p) for p in encoder}
+    rest = [p for p in net.parameters() if id(p) not in in_encoder]
+    return [{"params": rest}, {"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale}]
+
+
 def load_benchmark(bench_dir: Path) -> list:
     """Every readable image of a MatSeg benchmark folder (``matseg.evaluate.benchmark``), at the
     evaluation's default size (longer side 700); unreadable ones are logged and left out."""
@@ -432,7 +446,7 @@ class Trainer:
         net = DescriptorNet(self.cfg.model).to(self.device)
         if self.cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(net.parameters(), lr=self.cfg.optim.lr, weight_decay=self.cfg.optim.weight_decay)
+        opt = torch.optim.AdamW(parameter_groups(net, self.cfg.optim), lr=self.cfg.optim.lr, weight_decay=self.cfg.optim.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, self.cfg.optim, self.cfg.steps))
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         return net, opt, sched, scaler
@@ -504,6 +518,9 @@ class Trainer:
 
     def _check_config(self) -> None:
         saved = load_saved_config(self.run_dir)
+        with contextlib.suppress(TypeError, ValueError):
+            # Options added since the run started take their defaults, which keep the old behaviour.
+            saved = to_dict(from_dict(TrainConfig, saved))
         changed = [k for k in diff_keys(saved, to_dict(self.cfg)) if k not in RUN_ONLY_KEYS]
         if changed:
             raise TrainError(
