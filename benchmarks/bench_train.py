@@ -181,6 +181,37 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
     return rate
 
 
+def loader_views(data: Path, recipe: Path | None, views: int) -> None:
+    """CPU milliseconds per training view (read + crop + augment), without and with the decoded cache.
+
+    CPU time of this process, so other jobs on the machine distort it less than wall time. The
+    cache is filled first (its cost is the no-cache figure, once per sample).
+    """
+    import yaml
+
+    from matseg.config import from_dict
+    from matseg.net.data import DataConfig, MatSegTrainingSet, plan_batch, split_samples
+
+    raw = (yaml.safe_load(recipe.read_text()) or {}).get("data", {}) if recipe else {}
+    train, _ = split_samples([data], 0.0)
+    keys = []
+    stream = 0
+    while len(keys) < views:
+        keys += plan_batch(0, stream, len(train), from_dict(DataConfig, {**raw, "cache_dir": ""}))
+        stream += 1
+    keys = keys[:views]
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, cache in (("decode every view", ""), ("cache, filling", f"{tmp}/cache"), ("cache, warm", f"{tmp}/cache")):
+            cfg = from_dict(DataConfig, {**raw, "cache_dir": cache})
+            dataset = MatSegTrainingSet(train, cfg, seed=0)
+            t0 = time.process_time()
+            for key in keys:
+                dataset[key]
+            ms = (time.process_time() - t0) / len(keys) * 1000
+            print(f"  {label:<18} {ms:7.1f} ms CPU per view ({len(keys)} views, sides {cfg.size_min}-{cfg.size_max}, "
+                  f"decode_max_side {cfg.decode_max_side})")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=256)
@@ -190,7 +221,8 @@ def main() -> None:
     ap.add_argument("--threads", default="2", help="comma-separated torch thread counts to try")
     ap.add_argument("--data", type=Path, nargs="*", default=[], help="MatSeg folders for the end-to-end measurement")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--parts", default="lite,e2e,convnext", help="which measurements: lite, e2e, convnext")
+    ap.add_argument("--parts", default="lite,e2e,convnext", help="which measurements: lite, e2e, convnext, loader")
+    ap.add_argument("--views", type=int, default=200, help="loader: training views to time")
     ap.add_argument("--recipe", type=Path, default=None, help="e2e: take the data settings from this train config (e.g. configs/default-model.yaml)")
     args = ap.parse_args()
 
@@ -213,6 +245,9 @@ def main() -> None:
     for data in args.data if "e2e" in parts else []:
         print("end to end (Trainer: loader + step, bf16 autocast, channels_last):")
         end_to_end(data, args.steps * args.rounds, args.size, args.batch, "bf16", args.workers, args.recipe)
+    for data in args.data if "loader" in parts else []:
+        print(f"loader views of {data} (one process, {'recipe ' + str(args.recipe) if args.recipe else 'default data settings'}):")
+        loader_views(data, args.recipe, args.views)
     if "convnext" in parts:
         cfg = ModelConfig(encoder="convnext_base_plain", pretrained=False, **REFERENCE_WIDTHS)
         params = sum(p.numel() for p in DescriptorNet(cfg).parameters()) / 1e6
