@@ -43,6 +43,8 @@ _API = {
     "check_dataset": "matseg.tools.check",
     # descriptor net (appendix G; torch extra) and evaluation (§4)
     "load_model": "matseg.net.checkpoint",
+    "Predictor": "matseg.net.infer",  # Predictor() = the shipped default model
+    "model_info": "matseg.models",
     "create_predictor": "matseg.evaluate.predictors",
     "available_predictors": "matseg.evaluate.predictors",
     "contact_sheet": "matseg.tools.show",

@@ -83,13 +83,34 @@ class Predictor:
     """A loaded descriptor net with image-level helpers.
 
     Args:
-        model: a :class:`DescriptorNet`, or a path to a ``.safetensors`` checkpoint.
+        model: a :class:`DescriptorNet`, a path to a ``.safetensors`` checkpoint, or None for
+            the default model that ships with matseg (:mod:`matseg.models`).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         max_side: longer image side the net sees (images are resized, not tiled).
+
+    ``source`` says which weights are loaded, for the records of every output: ``{"model":
+    version name, "sha256": ...}`` for a shipped model, ``{"weights": path, "sha256": ...}``
+    for a file, ``{}`` for a net passed in memory.
+
+    Raises:
+        matseg.models.ModelNotAvailable: ``model`` is None and no default model is installed.
+        matseg.net.checkpoint.CheckpointError: the weights file is not a usable checkpoint.
     """
 
-    def __init__(self, model: DescriptorNet | str | os.PathLike, device: str = "auto", max_side: int = 1024):
+    def __init__(self, model: DescriptorNet | str | os.PathLike | None = None, device: str = "auto", max_side: int = 1024):
         self.device = pick_device(device)
+        if model is None:
+            from matseg.models import verify
+
+            info = verify()
+            model, self.source = info["path"], {"model": info["name"], "sha256": info["sha256"]}
+        elif isinstance(model, (str, os.PathLike)):
+            from matseg.models import sha256_file
+
+            path = Path(model)
+            self.source = {"weights": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None}
+        else:
+            self.source = {}
         self.model = (load_model(model, self.device) if isinstance(model, (str, os.PathLike)) else model).to(self.device).eval()
         if max_side < 32:
             raise ValueError(f"max_side must be >= 32, got {max_side}")
@@ -106,7 +127,7 @@ class Predictor:
         scale = min(1.0, self.max_side / max(H, W))
         if scale < 1.0:
             image = cv2.resize(image, (max(1, round(W * scale)), max(1, round(H * scale))), interpolation=cv2.INTER_AREA)
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float()
+        x = torch.tensor(image, device=self.device).permute(2, 0, 1)[None].float()  # a copy: inputs may be read-only
         desc = self.model(x)[0].float()
         return DescriptorMap(desc, (H, W))
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import matseg
 from matseg import exit_codes
 from matseg.cli_common import UsageError
 
@@ -22,7 +23,8 @@ def _point(text: str) -> tuple[float, float]:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path, help="image files (EXIF orientation applied)")
-    p.add_argument("--weights", type=Path, required=True, help="trained net (.safetensors from `matseg train`)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="trained net (.safetensors from `matseg train`); default: the model that ships with matseg")  # fmt: skip
     p.add_argument("-o", "--out", type=Path, default=None, help="output folder (default: out/<command>)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--max-side", type=int, default=1024, help="longer side the net sees; larger images are resized (default 1024)")
@@ -55,14 +57,18 @@ def add_parser(subparsers) -> None:
 
 def _load(args):
     try:
+        from matseg.models import ModelNotAvailable
         from matseg.net.checkpoint import CheckpointError
         from matseg.net.infer import Predictor
     except ImportError:
         raise UsageError(TORCH_HINT) from None
     try:
-        return Predictor(args.weights, device=args.device, max_side=args.max_side)
-    except (CheckpointError, ValueError) as exc:
+        predictor = Predictor(args.weights, device=args.device, max_side=args.max_side)
+    except (CheckpointError, ModelNotAvailable, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    what = predictor.source.get("model") or predictor.source.get("weights")
+    print(f"model: {what} (sha256 {predictor.source['sha256'][:12]}...)", file=sys.stderr)
+    return predictor
 
 
 def _for_each_image(args, default_out: str, work) -> int:
@@ -70,8 +76,15 @@ def _for_each_image(args, default_out: str, work) -> int:
     from matseg.cli_common import prepare_output_dir
     from matseg.io.images import ImageReadError, read_image_rgb
 
+    from matseg.io.atomic import write_json_atomic
+
     predictor = _load(args)
     out = prepare_output_dir(args.out or Path(default_out))
+    # What produced the files: the model (version and sha256, or file and sha256) and the options.
+    options = {k: v for k, v in vars(args).items() if k not in ("handler", "images", "weights", "out", "verbose")}
+    write_json_atomic(out / "run.json", {"command": default_out.rsplit("/", 1)[-1], "model": predictor.source,
+                                         "images": [str(p) for p in args.images], "options": options,
+                                         "matseg_version": matseg.__version__})  # fmt: skip
     failures = 0
     for path in args.images:
         try:

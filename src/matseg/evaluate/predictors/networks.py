@@ -66,21 +66,21 @@ class EfficientNetFeatures(DescriptorPredictor):
         return np.concatenate([_resize_channels(t.cpu().numpy(), (H, W)) for t in taps], axis=2)
 
 
-@register_predictor("matseg", "the trained MatSeg descriptor net (weights=FILE.safetensors)")
+@register_predictor("matseg", "the trained MatSeg descriptor net (default: the shipped model; weights=FILE.safetensors)")
 class MatSegNet(DescriptorPredictor):
-    def __init__(self, weights: str, max_side: int = 1024, device: str = "auto"):
+    def __init__(self, weights: str | None = None, max_side: int = 1024, device: str = "auto"):
         _require_torch()
+        from matseg.models import ModelNotAvailable
         from matseg.net.checkpoint import CheckpointError
         from matseg.net.infer import Predictor
 
         try:
             self.net = Predictor(weights, device=device, max_side=max_side)
-        except CheckpointError as exc:
+        except (CheckpointError, ModelNotAvailable) as exc:
             raise PredictorUnavailable(str(exc)) from None
-        self.weights = str(weights)
 
     def params(self) -> dict:
-        return {"weights": self.weights, "max_side": self.net.max_side}
+        return {**self.net.source, "max_side": self.net.max_side}
 
     def describe(self, image: np.ndarray) -> np.ndarray:
         check_image(image)

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Turn training checkpoints into a shipped model (maintainers; see docs/model-card.md).
+
+    python recipes/model/export.py RUN/step_0002000.safetensors RUN/step_0002500.safetensors \\
+        --name matseg-lite0-2026.12 --trained "..." [--models-dir src/matseg/models] [--no-default]
+
+Several checkpoints are averaged tensor by tensor (checkpoint averaging: they must come from
+one run, i.e. share architecture and initialisation); floating-point tensors are stored as fp16
+(BatchNorm's integer counters stay as they are); the model config and a provenance record go
+into the safetensors metadata. ``models.json`` gets the file's sha256 and size and, unless
+``--no-default``, makes it the default model. Exit status 2 on bad input, naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from matseg.io.atomic import write_json_atomic
+from matseg.models import REGISTRY_NAME, models_dir, registry, sha256_file
+from matseg.net.checkpoint import CheckpointError, load_model, read_metadata, save_weights
+
+
+def average_state(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
+    """The net of ``paths[0]`` with every floating tensor replaced by the mean over ``paths``."""
+    first = load_model(paths[0])
+    configs = [read_metadata(p)["model_config"] for p in paths]
+    if any(c != configs[0] for c in configs[1:]):
+        raise CheckpointError(f"{paths}: checkpoints of different architectures cannot be averaged")
+    states = [load_model(p).state_dict() for p in paths]
+    averaged = {}
+    for key, value in states[0].items():
+        if value.is_floating_point():
+            averaged[key] = torch.stack([s[key].double() for s in states]).mean(0).to(value.dtype)
+        else:
+            averaged[key] = value  # num_batches_tracked: not averaged
+    first.load_state_dict(averaged)
+    names = [f"{p.parent.name}/{p.name}" for p in paths]  # run folder and file: no machine paths
+    return first, {"averaged": names, "steps": [read_metadata(p)["extra"].get("step") for p in paths]}
+
+
+def to_half(net: torch.nn.Module) -> torch.nn.Module:
+    """fp16 copy of the floating tensors (weights and BatchNorm statistics)."""
+    return net.half()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoints", nargs="+", type=Path, help=".safetensors files from `matseg train` (averaged)")
+    ap.add_argument("--name", required=True, help="version name, e.g. matseg-lite0-2026.12")
+    ap.add_argument("--trained", default="", help="one line on data and recipe (goes into models.json)")
+    ap.add_argument("--models-dir", type=Path, default=None, help="default: $MATSEG_MODELS_DIR or the package's folder")
+    ap.add_argument("--no-default", action="store_true", help="register without making it the default")
+    args = ap.parse_args()
+    folder = args.models_dir or models_dir()
+    try:
+        net, provenance = average_state(args.checkpoints)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = folder / f"{args.name}.safetensors"
+    save_weights(out, to_half(net), extra={"name": args.name, "trained": args.trained, **provenance})
+    reg = registry(folder)
+    reg["models"][args.name] = {
+        "file": out.name,
+        "sha256": sha256_file(out),
+        "bytes": out.stat().st_size,
+        "encoder": net.cfg.encoder,
+        "trained": args.trained,
+        "card": "docs/model-card.md",
+        **provenance,
+    }
+    if not args.no_default:
+        reg["default"] = args.name
+    write_json_atomic(folder / REGISTRY_NAME, reg)
+    print(json.dumps(reg["models"][args.name], indent=2))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); registry {folder / REGISTRY_NAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
