@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 import torch
 
 from matseg.io.atomic import write_json_atomic
-from matseg.models import REGISTRY_NAME, models_dir, registry, sha256_file
+from matseg.models import REGISTRY_NAME, ModelNotAvailable, models_dir, registry, sha256_file
 from matseg.net.checkpoint import CheckpointError, load_model, read_metadata, save_weights
 
 
@@ -48,23 +49,31 @@ def to_half(net: torch.nn.Module) -> torch.nn.Module:
     return net.half()
 
 
-def main() -> int:
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a file stem: no folders, no hidden files
+SIZE_BUDGET = 25_000_000  # bytes a shipped model may take in the wheel
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoints", nargs="+", type=Path, help=".safetensors files from `matseg train` (averaged)")
     ap.add_argument("--name", required=True, help="version name, e.g. matseg-lite0-2026.12")
     ap.add_argument("--trained", default="", help="one line on data and recipe (goes into models.json)")
     ap.add_argument("--models-dir", type=Path, default=None, help="default: $MATSEG_MODELS_DIR or the package's folder")
     ap.add_argument("--no-default", action="store_true", help="register without making it the default")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if not NAME.fullmatch(args.name) or args.name.endswith(".safetensors"):
+        print(f"error: --name {args.name!r}: a version name like matseg-lite0-2026.12 (letters, digits, . _ -)", file=sys.stderr)
+        return 2
     folder = args.models_dir or models_dir()
     try:
+        reg = registry(folder)  # a broken registry is refused before anything is written
         net, provenance = average_state(args.checkpoints)
-    except CheckpointError as exc:
+    except (CheckpointError, ModelNotAvailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{args.name}.safetensors"
     save_weights(out, to_half(net), extra={"name": args.name, "trained": args.trained, **provenance})
-    reg = registry(folder)
     reg["models"][args.name] = {
         "file": out.name,
         "sha256": sha256_file(out),
@@ -79,6 +88,8 @@ def main() -> int:
     write_json_atomic(folder / REGISTRY_NAME, reg)
     print(json.dumps(reg["models"][args.name], indent=2))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); registry {folder / REGISTRY_NAME}")
+    if out.stat().st_size > SIZE_BUDGET:
+        print(f"warning: {out.name} is over the {SIZE_BUDGET / 1e6:.0f} MB budget of a shipped model", file=sys.stderr)
     return 0
 
 

@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ torch = pytest.importorskip("torch", reason="torch extra not installed (pip inst
 pytest.importorskip("safetensors")
 
 import matseg.cli  # noqa: E402
+import matseg.models  # noqa: E402
 from matseg.models import ENV_DIR, ModelNotAvailable, model_info, registry, sha256_file, verify  # noqa: E402
 from matseg.net.checkpoint import load_model, save_weights  # noqa: E402
 from matseg.net.model import DescriptorNet, ModelConfig  # noqa: E402
@@ -40,13 +40,8 @@ def _checkpoint(path: Path, seed: int) -> Path:
 
 def _export(tmp_path: Path, *checkpoints: Path, name: str = "tiny-1", extra: tuple = ()) -> Path:
     folder = tmp_path / "models"
-    folder.mkdir(exist_ok=True)
-    argv = sys.argv
-    sys.argv = ["export.py", *map(str, checkpoints), "--name", name, "--models-dir", str(folder), "--trained", "test", *extra]
-    try:
-        assert _export_module().main() == 0
-    finally:
-        sys.argv = argv
+    argv = [*map(str, checkpoints), "--name", name, "--models-dir", str(folder), "--trained", "test", *extra]
+    assert _export_module().main(argv) == 0
     return folder
 
 
@@ -119,3 +114,35 @@ def test_commands_use_the_default_model(tmp_path, monkeypatch, capsys):
     assert matseg.cli.main(["segment", str(photo), "-o", str(tmp_path / "seg")]) == 2
     err = capsys.readouterr().err
     assert "no default model is registered" in err and "--weights" in err
+
+
+def test_export_refuses_bad_input_before_writing(tmp_path, capsys):
+    export = _export_module()
+    ckpt = _checkpoint(tmp_path / "a.safetensors", 6)
+    folder = tmp_path / "models"
+    assert export.main([str(ckpt), "--name", "../escape", "--models-dir", str(folder)]) == 2
+    assert "--name" in capsys.readouterr().err
+    assert export.main([str(tmp_path / "none.safetensors"), "--name", "x", "--models-dir", str(folder)]) == 2
+    assert "none.safetensors" in capsys.readouterr().err
+    other = tmp_path / "b.safetensors"
+    save_weights(other, DescriptorNet(ModelConfig(pretrained=False, descriptor_dim=8, decoder_channels=[32, 16, 16], psp_channels=8)))
+    assert export.main([str(ckpt), str(other), "--name", "x", "--models-dir", str(folder)]) == 2
+    assert "different architectures" in capsys.readouterr().err
+    folder.mkdir()
+    (folder / "models.json").write_text("{broken")
+    assert export.main([str(ckpt), "--name", "x", "--models-dir", str(folder)]) == 2
+    assert "unreadable model registry" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["models.json"]
+
+
+def test_the_shipped_registry_is_consistent(monkeypatch):
+    """The package's own models.json: every registered file present, sha256 and size as recorded, <= 25 MB."""
+    monkeypatch.delenv(ENV_DIR, raising=False)
+    folder = Path(matseg.models.__file__).parent
+    assert (folder / "models.json").is_file()  # ships even before a model does
+    reg = registry(folder)
+    assert reg["default"] is None or reg["default"] in reg["models"]
+    for name, entry in reg["models"].items():
+        info = verify(name, folder)
+        assert Path(info["path"]).stat().st_size == entry["bytes"] <= 25_000_000
+        assert load_model(info["path"]).cfg.encoder == entry["encoder"]

@@ -84,3 +84,72 @@ def test_cli_errors_are_clear(tmp_path, capsys, weights):
     bad.write_text("nope")
     assert main(["segment", str(bad), "--weights", str(weights), "-o", str(tmp_path / "o")]) == 1
     assert "bad.jpg" in capsys.readouterr().err
+
+
+def _shipped(folder, weights, name="tiny-1"):
+    """A models folder (MATSEG_MODELS_DIR) whose default model is a copy of ``weights``."""
+    import json
+    import shutil
+
+    from matseg.models import sha256_file
+
+    folder.mkdir()
+    path = shutil.copyfile(weights, folder / f"{name}.safetensors")
+    entry = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, "encoder": "efficientnet_lite0"}
+    (folder / "models.json").write_text(json.dumps({"default": name, "models": {name: entry}}))
+    return path
+
+
+def test_weights_default_to_the_shipped_model(weights, tmp_path, monkeypatch, capsys):
+    import json
+
+    from matseg.models import ENV_DIR, sha256_file
+
+    path = _shipped(tmp_path / "models", weights)
+    monkeypatch.setenv(ENV_DIR, str(tmp_path / "models"))
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    assert Predictor(device="cpu").source == {"model": "tiny-1", "sha256": sha256_file(path)}
+    default = Predictor(device="cpu", max_side=64).describe(image).descriptors
+    assert torch.equal(default, Predictor(weights, device="cpu", max_side=64).describe(image).descriptors)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(image).save(photo)
+    assert main(["segment", str(photo), "-k", "2", "-o", str(tmp_path / "seg"), "--device", "cpu", "--max-side", "64"]) == 0
+    run = json.loads((tmp_path / "seg" / "run.json").read_text())
+    assert run["model"] == {"model": "tiny-1", "sha256": sha256_file(path)} and run["options"]["materials"] == 2
+    assert "model: tiny-1" in capsys.readouterr().err
+    # With --weights the file and its sha256 are recorded instead.
+    assert main(["predict", str(photo), "--weights", str(weights), "--point", "5,5", "-o", str(tmp_path / "p"), "--device", "cpu"]) == 0
+    run = json.loads((tmp_path / "p" / "run.json").read_text())
+    assert run["model"] == {"weights": str(weights.resolve()), "sha256": sha256_file(weights)}
+
+
+def test_missing_or_damaged_shipped_model_is_a_usage_error(weights, tmp_path, monkeypatch, capsys):
+    from matseg.models import ENV_DIR
+
+    path = _shipped(tmp_path / "models", weights)
+    monkeypatch.setenv(ENV_DIR, str(tmp_path / "models"))
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(photo)
+    args = ["predict", str(photo), "--point", "1,1", "-o", str(tmp_path / "o"), "--device", "cpu"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "tiny-1.safetensors: sha256" in err and "Traceback" not in err
+    path.unlink()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "tiny-1.safetensors" in err and "missing" in err and "--weights" in err
+    monkeypatch.setenv(ENV_DIR, str(tmp_path / "empty"))  # no registry: nothing ships
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no default model" in err and "--weights" in err
+    assert not (tmp_path / "o").exists()  # refused before any output
+
+
+def test_help_says_weights_default_to_the_shipped_model(capsys):
+    for command in ("predict", "segment"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "default: the model that ships with matseg" in " ".join(capsys.readouterr().out.split())
