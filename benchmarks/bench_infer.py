@@ -29,8 +29,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, device {args.device}")
     image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
-    for encoder in ("efficientnet_lite0",):
-        net = DescriptorNet(ModelConfig(encoder=encoder, pretrained=False))
+    # The shipped default model when one is installed (same architecture as a fresh net: same speed).
+    try:
+        from matseg.models import model_info
+
+        nets = {f"{model_info()['name']} (shipped)": Predictor(None, device=args.device, max_side=args.size).model}
+    except LookupError:
+        nets = {"efficientnet_lite0 (random init)": DescriptorNet(ModelConfig(pretrained=False))}
+    for encoder, net in nets.items():
         params = sum(p.numel() for p in net.parameters()) / 1e6
         predictor = Predictor(net, device=args.device, max_side=args.size)
         for _ in range(2):  # warm-up
