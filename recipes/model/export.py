@@ -28,25 +28,19 @@ from matseg.net.checkpoint import CheckpointError, load_model, read_metadata, sa
 
 def average_state(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
     """The net of ``paths[0]`` with every floating tensor replaced by the mean over ``paths``."""
-    first = load_model(paths[0])
-    configs = [read_metadata(p)["model_config"] for p in paths]
-    if any(c != configs[0] for c in configs[1:]):
+    nets = [load_model(p) for p in paths]
+    if any(net.cfg != nets[0].cfg for net in nets[1:]):
         raise CheckpointError(f"{paths}: checkpoints of different architectures cannot be averaged")
-    states = [load_model(p).state_dict() for p in paths]
+    states = [net.state_dict() for net in nets]
     averaged = {}
     for key, value in states[0].items():
         if value.is_floating_point():
             averaged[key] = torch.stack([s[key].double() for s in states]).mean(0).to(value.dtype)
         else:
             averaged[key] = value  # num_batches_tracked: not averaged
-    first.load_state_dict(averaged)
+    nets[0].load_state_dict(averaged)
     names = [f"{p.parent.name}/{p.name}" for p in paths]  # run folder and file: no machine paths
-    return first, {"averaged": names, "steps": [read_metadata(p)["extra"].get("step") for p in paths]}
-
-
-def to_half(net: torch.nn.Module) -> torch.nn.Module:
-    """fp16 copy of the floating tensors (weights and BatchNorm statistics)."""
-    return net.half()
+    return nets[0], {"averaged": names, "steps": [read_metadata(p)["extra"].get("step") for p in paths]}
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a file stem: no folders, no hidden files
@@ -73,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{args.name}.safetensors"
-    save_weights(out, to_half(net), extra={"name": args.name, "trained": args.trained, **provenance})
+    save_weights(out, net.half(), extra={"name": args.name, "trained": args.trained, **provenance})
     reg["models"][args.name] = {
         "file": out.name,
         "sha256": sha256_file(out),

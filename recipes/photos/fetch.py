@@ -22,7 +22,7 @@ Files already in OUT with the hashes recorded in OUT/manifest.json are skipped (
 is not even downloaded). All writes are atomic. Any failure is reported with the file it is
 about and makes the exit status non-zero (1); usage errors exit 2.
 
-Needs Python >= 3.9 with Pillow and numpy; apt-get for Debian sources (or the .deb already in
+Needs the project's venv (matseg, Pillow, numpy); apt-get for Debian sources (or the .deb already in
 the cache) and pip for PyPI sources. No network access other than apt's and pip's own.
 """
 
@@ -48,6 +48,8 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
+
+from matseg.io.atomic import write_bytes_atomic  # honours the umask (run with the project's venv)
 
 HERE = Path(__file__).resolve().parent
 ROLES = ("train", "dev")
@@ -229,24 +231,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def log(msg: str) -> None:
@@ -648,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
             archive = Archive(ensure_archive(src, cache, args.offline), src["kind"])
             for lf in src.get("licence_files") or []:
                 data = archive.read_member(lf["path"], lf.get("member"))
-                atomic_write(lic_dir / (lf.get("member") or lf["path"]).replace("/", "__"), data)
+                write_bytes_atomic(lic_dir / (lf.get("member") or lf["path"]).replace("/", "__"), data)
         except (FetchError, OSError, tarfile.TarError, zipfile.BadZipFile, lzma.LZMAError, EOFError) as exc:
             msg = str(exc) if isinstance(exc, FetchError) else f"{src['id']}: {src['archive']}: {exc}"
             errors.append(msg)
@@ -664,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
                 if digest != f["sha256"]:
                     raise FetchError(f"{where}: sha256 {digest}, sources.yaml expects {f['sha256']}")
                 jpeg, w, h, reencoded = to_jpeg(original, f.get("decode"), where)
-                atomic_write(out_dir / rel, jpeg)
+                write_bytes_atomic(out_dir / rel, jpeg)
             except (FetchError, OSError) as exc:
                 errors.append(str(exc) if isinstance(exc, FetchError) else f"{where}: {exc}")
                 counts["failed"] += 1
@@ -690,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         "counts": {r: sum(1 for e in entries.values() if e["role"] == r) for r in ROLES},
         "files": [entries[k] for k in sorted(entries)],
     }
-    atomic_write(manifest_path, (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    write_bytes_atomic(manifest_path, (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     log(
         f"done in {time.time() - t_start:.0f} s: {counts['written']} written, {counts['skipped']} already there, "
         f"{counts['failed']} failed; manifest {manifest_path} lists {len(entries)} files {manifest['counts']}"

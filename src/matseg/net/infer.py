@@ -103,15 +103,17 @@ class Predictor:
             from matseg.models import verify
 
             info = verify()
-            model, self.source = info["path"], {"model": info["name"], "sha256": info["sha256"]}
+            self.source = {"model": info["name"], "sha256": info["sha256"]}
+            model = load_model(info["path"], self.device)
         elif isinstance(model, (str, os.PathLike)):
             from matseg.models import sha256_file
 
             path = Path(model)
             self.source = {"weights": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None}
+            model = load_model(path, self.device)
         else:
             self.source = {}
-        self.model = (load_model(model, self.device) if isinstance(model, (str, os.PathLike)) else model).to(self.device).eval()
+        self.model = model.to(self.device).eval()
         if max_side < 32:
             raise ValueError(f"max_side must be >= 32, got {max_side}")
         self.max_side = max_side

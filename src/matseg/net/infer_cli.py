@@ -74,9 +74,8 @@ def _load(args):
 def _for_each_image(args, default_out: str, work) -> int:
     """Load the net, then ``work(path, image, out)`` for every readable image; 1 if any image failed."""
     from matseg.cli_common import prepare_output_dir
-    from matseg.io.images import ImageReadError, read_image_rgb
-
     from matseg.io.atomic import write_json_atomic
+    from matseg.io.images import ImageReadError, read_image_rgb
 
     predictor = _load(args)
     out = prepare_output_dir(args.out or Path(default_out))
