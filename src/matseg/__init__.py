@@ -2,7 +2,8 @@
 
 Data flows one way, one subpackage per stage:
 ``extract`` (pattern maps, textures) -> ``materials`` (PBR) -> ``synth2d`` / ``synth3d``
-(scenes) -> dataset on disk (``io``) -> ``net`` (training, inference) -> ``evaluate``. ``runner`` executes batch stages on a
+(scenes) -> dataset on disk (``io``) -> ``net`` (training, inference) -> ``evaluate``; ``app`` (the local
+web app) sits on top of them all. ``runner`` executes batch stages on a
 process pool or Ray; ``tools`` holds ``check`` and ``show``.
 
 The names below are the small public API; they are imported on first use so that

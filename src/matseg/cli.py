@@ -19,6 +19,7 @@ SUBCOMMANDS = (
     "matseg.net.train_cli",
     "matseg.net.infer_cli",
     "matseg.evaluate.cli",
+    "matseg.app.cli",
     "matseg.tools.check",
     "matseg.tools.show",
     "matseg.tools.config_cmd",

@@ -153,3 +153,25 @@ def test_help_says_weights_default_to_the_shipped_model(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "default: the model that ships with matseg" in " ".join(capsys.readouterr().out.split())
+
+
+def test_point_descriptor_equals_full_grid_disc_mean():
+    """The disc is evaluated on its bounding box only; the result equals the whole-grid definition."""
+    import torch.nn.functional as F
+
+    from matseg.net.infer import DescriptorMap
+
+    d = F.normalize(torch.randn(16, 37, 53, generator=torch.Generator().manual_seed(0)), dim=0)
+    dmap = DescriptorMap(d, (148, 212))
+    sy, sx = dmap.scale
+    yy, xx = torch.meshgrid(torch.arange(37), torch.arange(53), indexing="ij")
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x, y, radius = rng.uniform(0, 212), rng.uniform(0, 148), float(rng.choice([0, 0.3, 1, 3, 10, 40, 300]))
+        cy, cx = (y + 0.5) * sy - 0.5, (x + 0.5) * sx - 0.5
+        r = max(radius * min(sy, sx), 0.5)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        if not disc.any():
+            disc[min(36, round(cy)), min(52, round(cx))] = True
+        expected = F.normalize(d[:, disc].mean(1), dim=0)
+        assert torch.allclose(dmap.point_descriptor(x, y, radius), expected, atol=1e-6)

@@ -218,7 +218,8 @@ def parse_annotation(data: object, source: str) -> tuple[list[str], np.ndarray, 
     return materials, np.asarray(points, dtype=np.float64), np.asarray(labels, dtype=np.int64), warnings
 
 
-def _check_inside(points: np.ndarray, labels: np.ndarray, materials: list[str], size: tuple[int, int], source: str) -> None:
+def check_points_inside(points: np.ndarray, labels: np.ndarray, materials: list[str], size: tuple[int, int], source: str) -> None:
+    """Raise :class:`BenchmarkFormatError` when a point ``[x, y, r]`` is outside the ``(H, W)`` image."""
     h, w = size
     x, y = points[:, 0], points[:, 1]
     outside = np.flatnonzero((x < 0) | (y < 0) | (x > w - 1) | (y > h - 1))
@@ -293,7 +294,7 @@ def load_benchmark_image(
     except ImageReadError as exc:
         raise BenchmarkFormatError(str(exc)) from None
     original_size = image.shape[:2]
-    _check_inside(points, labels, materials, original_size, str(data_path))
+    check_points_inside(points, labels, materials, original_size, str(data_path))
     image, (sx, sy) = resize_to_max_side(image, max_size)
     scaled = points.copy()
     scaled[:, 0] = (points[:, 0] + 0.5) * sx - 0.5

@@ -7,6 +7,7 @@ upright (EXIF orientation applied), 8-bit, 3-channel RGB array. Writing goes thr
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -125,10 +126,37 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
         names the file).
     """
     path = Path(path)
+    return _decode_rgb(path, path)
+
+
+def decode_image_rgb(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
+    """Decode image bytes (an upload) exactly as :func:`read_image_rgb` decodes a file.
+
+    Args:
+        data: the encoded file (JPEG, PNG, WebP, ...).
+        name: what messages call it (the uploaded file's name).
+        max_pixels: refuse larger images from their header, before decoding.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB, EXIF orientation applied.
+
+    Raises:
+        ImageReadError: not an image, truncated, corrupt or above ``max_pixels`` (message names
+        ``name``).
+    """
+    return _decode_rgb(io.BytesIO(data), Path(name), max_pixels)
+
+
+def _decode_rgb(source, path: Path, max_pixels: int | None = None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. PIL's "possibly corrupt EXIF" noise
-            with Image.open(path) as img:
+            with Image.open(source) as img:
+                w, h = img.size
+                if max_pixels is not None and w * h > max_pixels:
+                    raise ImageReadError(
+                        f"{path}: {w}x{h} pixels ({w * h / 1e6:.1f} Mpx) is above the limit of {max_pixels / 1e6:.1f} Mpx"
+                    )
                 img.load()  # truncated files raise here rather than decoding to grey
                 img = ImageOps.exif_transpose(img)
                 return _to_uint8_rgb(img, path)
@@ -136,8 +164,9 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
         raise
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        detail = str(exc).replace(repr(source), "the data")  # PIL names a BytesIO by its repr
+        raise ImageReadError(f"{path}: not a readable image ({detail})") from None
 
 
 def read_gray_u8(path: str | os.PathLike) -> np.ndarray:

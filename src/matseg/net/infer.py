@@ -9,6 +9,7 @@ EXIF orientation applied when images are read from files.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +59,37 @@ class DescriptorMap:
         h, w = self.descriptors.shape[-2:]
         cy, cx = (y + 0.5) * sy - 0.5, (x + 0.5) * sx - 0.5
         r = max(radius * min(sy, sx), 0.5)
-        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        # Only the disc's bounding box: a few cells, not the whole grid (an interactive click
+        # must not wait on whole-grid operations).
+        y0, y1 = max(0, math.floor(cy - r)), min(h, math.ceil(cy + r) + 1)
+        x0, x1 = max(0, math.floor(cx - r)), min(w, math.ceil(cx + r) + 1)
+        yy, xx = torch.meshgrid(torch.arange(y0, y1), torch.arange(x0, x1), indexing="ij")
         disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        window = self.descriptors[:, y0:y1, x0:x1]
         if not disc.any():
-            disc[min(h - 1, round(cy)), min(w - 1, round(cx))] = True
-        return F.normalize(self.descriptors[:, disc].mean(1), dim=0)
+            return F.normalize(self.descriptors[:, min(h - 1, round(cy)), min(w - 1, round(cx))], dim=0)
+        return F.normalize(window[:, disc].mean(1), dim=0)
 
     def similarity(self, vector: torch.Tensor) -> np.ndarray:
         """Cosine similarity of every original pixel to ``vector`` (D,): (H, W) float32 in [-1, 1]."""
-        sim = torch.einsum("dhw,d->hw", self.descriptors, vector.to(self.descriptors))
-        return _resize(sim.cpu().numpy(), self.image_size)
+        return _resize(self.similarity_lowres(vector), self.image_size)
+
+    def similarity_lowres(self, vector: torch.Tensor) -> np.ndarray:
+        """Cosine similarity at the descriptor resolution: (h, w) float32 in [-1, 1]."""
+        return torch.einsum("dhw,d->hw", self.descriptors, vector.to(self.descriptors)).cpu().numpy()
+
+    def material_scores(self, num_materials: int | None = None, max_materials: int = 8, seed: int = 0) -> np.ndarray:
+        """Similarity of every descriptor cell to each material found by clustering.
+
+        Returns:
+            (K, h, w) float32 cosine similarities at the descriptor resolution; the arg-max over
+            K is the segmentation (K = ``num_materials``, or chosen by silhouette in
+            2..``max_materials``).
+        """
+        d = self.descriptors.shape[0]
+        grid = self.descriptors.cpu().numpy()
+        centers = cluster_descriptors(grid.reshape(d, -1).T, num_materials, max_materials, seed)
+        return np.einsum("kd,dhw->khw", centers, grid).astype(np.float32)
 
 
 def _resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -141,10 +163,7 @@ class Predictor:
     def segment(self, image, num_materials: int | None = None, max_materials: int = 8, seed: int = 0) -> np.ndarray:
         """Material segmentation: (H, W) int32 labels 0..K-1 (K given, or chosen automatically)."""
         dmap = self.describe(image)
-        d, h, w = dmap.descriptors.shape
-        vectors = dmap.descriptors.reshape(d, -1).T.cpu().numpy()
-        centers = cluster_descriptors(vectors, num_materials, max_materials, seed)
-        sims = np.einsum("kd,dhw->khw", centers, dmap.descriptors.cpu().numpy())
+        sims = dmap.material_scores(num_materials, max_materials, seed)
         return _resize(sims, dmap.image_size).argmax(0).astype(np.int32)
 
 
