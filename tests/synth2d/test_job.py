@@ -133,7 +133,7 @@ def test_empty_input_folder_is_a_clear_error(tmp_path, capsys):
 
 def test_missing_input_folder_is_a_clear_error(tmp_path, capsys):
     assert _run("-n", "1", "-o", str(tmp_path / "out"), "--textures", str(tmp_path / "nope")) == 2
-    assert "nope: folder does not exist" in capsys.readouterr().err
+    assert "nope: no such folder or file list" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; permission bits do not apply")

@@ -158,7 +158,8 @@ def _decode_rgb(source, path: Path, max_pixels: int | None = None) -> np.ndarray
                         f"{path}: {w}x{h} pixels ({w * h / 1e6:.1f} Mpx) is above the limit of {max_pixels / 1e6:.1f} Mpx"
                     )
                 img.load()  # truncated files raise here rather than decoding to grey
-                img = ImageOps.exif_transpose(img)
+                if _exif_orientation(img) != 1:  # exif_transpose copies the image even when upright
+                    img = ImageOps.exif_transpose(img)
                 return _to_uint8_rgb(img, path)
     except ImageReadError:
         raise

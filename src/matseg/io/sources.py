@@ -2,20 +2,22 @@
 
 The reference generator re-decoded JPEGs inside its "pick an image larger than the scene"
 rejection loops (66 % of its run time, digest §3.1). Here a collection is scanned once (header
-only: size in the upright frame), the choice among images is a single weighted draw with the
-same distribution as the rejection loop, and each image is decoded at most once per worker.
+only: size in the upright frame; the scan is indexed for later runs, :mod:`matseg.io.library`),
+the rejection loop runs on those sizes in O(1) expected time per draw, and each image is
+decoded at most once per worker.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from matseg.io.images import ImageReadError, list_images, read_image_info, read_image_rgb
+from matseg.io.images import ImageReadError, read_image_info, read_image_rgb
 
 
 @dataclass(frozen=True)
@@ -37,23 +39,52 @@ class SourceEntry:
         return base
 
 
+class EntryTable(Sequence[SourceEntry]):
+    """Entries stored as columns: a library of 10^6 photos costs a few strings and two int32
+    arrays per photo, not a dataclass with a ``Path`` each; ``table[i]`` builds one entry."""
+
+    def __init__(self, paths: list[str], labels: list[str], widths: np.ndarray, heights: np.ndarray):
+        self.paths, self.labels = paths, labels
+        self.widths, self.heights = np.asarray(widths, np.int32), np.asarray(heights, np.int32)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return SourceEntry(Path(self.paths[index]), int(self.widths[index]), int(self.heights[index]), label=self.labels[index])
+
+
+#: Draws tried by :meth:`ImageSource.choose` before it falls back to one exact weighted draw.
+MAX_REJECTION_DRAWS = 64
+
+
 @dataclass
 class ImageSource:
     """An indexed collection of RGB images with a bounded LRU cache of decoded pixels.
 
     Attributes:
-        entries: usable images, sorted (the order defines what a seed draws).
+        entries: usable images, sorted (the order defines what a seed draws); a list of
+            :class:`SourceEntry` or an :class:`EntryTable`.
         bad: ``path -> reason`` for files rejected when the collection was scanned.
         cache_bytes: decode-cache budget per process.
     """
 
     name: str
-    entries: list[SourceEntry]
+    entries: Sequence[SourceEntry]
     bad: dict[str, str] = field(default_factory=dict)
     cache_bytes: int = 1 << 30
     arrays: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
     _cached_bytes: int = field(default=0, repr=False, compare=False)
+
+    def __post_init__(self):
+        if isinstance(self.entries, EntryTable):
+            self._widths, self._heights = self.entries.widths, self.entries.heights
+        else:
+            self._widths = np.array([e.width for e in self.entries], np.int32)
+            self._heights = np.array([e.height for e in self.entries], np.int32)
 
     def __getstate__(self):
         # The decoded cache stays in its process; workers build their own.
@@ -66,30 +97,26 @@ class ImageSource:
         return len(self.entries)
 
     @classmethod
-    def scan(cls, folder: str | os.PathLike, name: str, cache_bytes: int = 1 << 30) -> "ImageSource":
-        """Index every image file under ``folder`` by reading its header.
+    def scan(cls, source: str | os.PathLike, name: str, cache_bytes: int = 1 << 30, use_index: bool = True) -> "ImageSource":
+        """Index every image of a library by its header (:func:`matseg.io.library.scan_library`).
 
-        Files that are not readable images are listed in ``bad`` (with the reason) and left
-        alone. Raises ``FileNotFoundError``/``NotADirectoryError`` for a bad folder and
-        ``ValueError`` when no usable image is found.
+        ``source`` is a folder (searched recursively) or a text file listing image paths. The
+        scan is kept in an index under the cache folder and reused by later runs. Files that
+        are not readable images are listed in ``bad`` (with the reason) and left alone.
+        Raises ``FileNotFoundError`` for a missing folder or list and ``ValueError`` when no
+        usable image is found.
         """
-        folder = Path(folder)
-        paths = list_images(folder)
-        entries, bad = [], {}
-        for p in paths:
-            try:
-                info = read_image_info(p)
-            except ImageReadError as exc:
-                bad[str(p)] = str(exc).split(": ", 1)[-1]
-                continue
-            entries.append(SourceEntry(p, info.width, info.height, label=p.relative_to(folder).as_posix()))
-        if not entries:
+        from matseg.io.library import scan_library
+
+        scan = scan_library(source, use_index=use_index)
+        if not scan.paths:
+            bad = scan.bad
             detail = f" ({len(bad)} unreadable: {', '.join(sorted(bad))[:300]})" if bad else ""
             raise ValueError(
-                f"{folder}: no usable {name} found (looked for files ending in "
+                f"{source}: no usable {name} found (looked for files ending in "
                 f"jpg, jpeg, png, bmp, tif, tiff, webp){detail}"
             )
-        return cls(name, entries, bad, cache_bytes)
+        return cls(name, EntryTable(scan.paths, scan.labels, scan.widths, scan.heights), scan.bad, cache_bytes)
 
     @classmethod
     def from_arrays(cls, name: str, images: list[np.ndarray], labels: list[str] | None = None) -> "ImageSource":
@@ -109,18 +136,24 @@ class ImageSource:
         """Index of a random entry; entries smaller than ``min_width x min_height`` have weight ``p_small``.
 
         The reference's loop "draw an image, accept it if it is larger than the target, else
-        accept it with probability p" picks a large image with weight 1 and a small one with
-        weight p; this draws from that same distribution in one step (no decoding).
+        accept it with probability p" is run on the header sizes (no decoding): expected O(1)
+        per draw whatever the library size. After :data:`MAX_REJECTION_DRAWS` rejections (few
+        large images, small p) one exact weighted draw over all entries follows, so the result
+        has exactly that distribution in every case.
         """
+        n = len(self.entries)
         if min_width <= 0 and min_height <= 0:
-            return int(rng.integers(len(self.entries)))
-        weights = np.array(
-            [1.0 if (e.width > min_width and e.height > min_height) else p_small for e in self.entries]
-        )
+            return int(rng.integers(n))
+        widths, heights = self._widths, self._heights
+        for _ in range(MAX_REJECTION_DRAWS):
+            i = int(rng.integers(n))
+            if (widths[i] > min_width and heights[i] > min_height) or rng.random() < p_small:
+                return i
+        weights = np.where((widths > min_width) & (heights > min_height), 1.0, p_small)
         total = weights.sum()
         if total <= 0:
-            return int(rng.integers(len(self.entries)))
-        return int(np.searchsorted(np.cumsum(weights), rng.random() * total, side="right").clip(0, len(weights) - 1))
+            return int(rng.integers(n))
+        return int(np.searchsorted(np.cumsum(weights), rng.random() * total, side="right").clip(0, n - 1))
 
     def get(self, index: int) -> np.ndarray:
         """Decoded ``(H, W, 3)`` uint8 RGB pixels of entry ``index`` (read-only, cached).
@@ -129,13 +162,14 @@ class ImageSource:
         """
         if index in self.arrays:
             return self.arrays[index]
-        hit = self._cache.get(index)
+        entry = self.entries[index]
+        key = _file_key(entry)
+        hit = self._cache.get(key)
         if hit is not None:
-            self._cache.move_to_end(index)
+            self._cache.move_to_end(key)
             if isinstance(hit, ImageReadError):
                 raise hit
             return hit
-        entry = self.entries[index]
         try:
             pixels = read_image_rgb(entry.path)
             if entry.box is not None:
@@ -145,18 +179,28 @@ class ImageSource:
             value: np.ndarray | ImageReadError = pixels
         except ImageReadError as exc:
             value = exc
-        self._remember(index, value)
+        self._remember(key, value)
         if isinstance(value, ImageReadError):
             raise value
         return value
 
-    def _remember(self, index: int, value) -> None:
+    def _remember(self, key, value) -> None:
         size = value.nbytes if isinstance(value, np.ndarray) else 0
-        self._cache[index] = value
+        self._cache[key] = value
         self._cached_bytes += size
         while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
             self._cached_bytes -= old.nbytes if isinstance(old, np.ndarray) else 0
+
+
+def _file_key(entry: SourceEntry) -> tuple:
+    """Decode-cache key: the file's identity, so links to (or repeated listings of) one photo
+    share one decode; the crop box is part of it."""
+    try:
+        st = os.stat(entry.path)
+        return (st.st_dev, st.st_ino, entry.box)
+    except OSError:
+        return (str(entry.path), entry.box)
 
 
 def skimage_data_dir() -> Path:

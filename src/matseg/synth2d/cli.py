@@ -34,8 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("-n", "--num-scenes", type=int, help="number of scenes (config: num_scenes, default 100)")
     p.add_argument("-o", "--out", type=Path, default=Path("out/synth2d"), help="output folder (default: out/synth2d)")
-    p.add_argument("--images", type=Path, help="folder of natural photos (default: built-in)")
-    p.add_argument("--textures", type=Path, help="folder of textures (default: built-in)")
+    p.add_argument("--images", type=Path, help="natural photos: a folder (recursive) or a text file listing image paths (default: built-in)")
+    p.add_argument("--textures", type=Path, help="textures: a folder (recursive) or a text file listing image paths (default: built-in)")
     p.add_argument("--seed", type=int, help="master seed (config: seed, default 0)")
     p.add_argument("--force-config", action="store_true", help="allow a config that differs from the one saved in --out")
     add_config_args(p)

@@ -20,8 +20,8 @@ from matseg.synth2d.scene import Scene2DConfig, SceneError, generate_scene
 class InputsConfig:
     """Where the photos and textures come from."""
 
-    images: str | None = option(None, "folder of natural photos (patterns, shadows, backgrounds); null = built-in scikit-image photos", "§1.2")
-    textures: str | None = option(None, "folder of uniform textures (e.g. from `matseg textures extract`); null = built-in texture photos and crops", "§1.2")
+    images: str | None = option(None, "natural photos (patterns, shadows, backgrounds): a folder or a text file listing image paths, one a line; null = built-in scikit-image photos", "§1.2")
+    textures: str | None = option(None, "uniform textures (e.g. from `matseg textures extract`): a folder or a text file listing image paths; null = built-in texture photos and crops", "§1.2")
     cache_mb: int = option(1024, "decoded-image cache per worker process, MiB", "ours")
 
 

@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-n", "--num-scenes", type=int, help="number of scenes (config: num_scenes, default 10)")
     p.add_argument("-o", "--out", type=Path, default=Path("out/synth3d"), help="output folder (default: out/synth3d)")
     p.add_argument("--pbr", type=Path, action="append", help="folder of PBR material folders (repeatable; default: random BSDFs only)")
-    p.add_argument("--images", type=Path, help="folder of natural photos for the material maps (default: built-in)")
+    p.add_argument("--images", type=Path, help="natural photos for the material maps: a folder or a text file listing image paths (default: built-in)")
     p.add_argument("--hdri", type=Path, help="folder of .hdr/.exr panoramas (default: the HDRIs inside bpy)")
     p.add_argument("--objects", type=Path, help="folder of .obj/.gltf/.glb/.ply/.stl meshes (default: procedural shapes)")
     p.add_argument("--seed", type=int, help="master seed (config: seed, default 0)")
