@@ -32,6 +32,10 @@ class _ItemWorker:
         return self.state.run(item, retries)
 
 
+def _alive_nodes(ray) -> int:
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
 def run_ray(job: Job, items: list[WorkItem], options: RunnerOptions, collector: ResultCollector) -> None:
     """Run items on Ray actors; same results as the local backends.
 
@@ -74,6 +78,29 @@ def run_ray(job: Job, items: list[WorkItem], options: RunnerOptions, collector: 
             actors[slot] = actor_cls.remote(blob_ref)
             served[slot] = 0
 
+        retired: set[int] = set()
+        nodes_alive = [_alive_nodes(ray)]
+
+        def node_lost() -> bool:
+            """Whether a node left the cluster since the last look (an actor death is then not
+            the item's fault and does not count against its retries)."""
+            now = _alive_nodes(ray)
+            lost = now < nodes_alive[0]
+            nodes_alive[0] = now
+            return lost
+
+        def replace_or_retire(slot: int) -> None:
+            """Replace a dead actor, or retire its slot when the cluster no longer has a CPU for
+            it (so no item waits on an actor that cannot be placed); one slot always stays."""
+            live = workers - len(retired)
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            if live > max(1, cpus):
+                ray.kill(actors[slot])
+                retired.add(slot)
+                logger.warning("Ray cluster down to %d CPU(s): continuing with %d worker(s)", cpus, live - 1)
+            else:
+                replace(slot)
+
         idle = deque(range(workers))
         while queue or pending:
             while queue and idle:
@@ -86,8 +113,11 @@ def run_ray(job: Job, items: list[WorkItem], options: RunnerOptions, collector: 
                 try:
                     result = ray.get(ref)
                 except RayActorError as exc:
-                    replace(slot)
-                    if ledger.should_retry(item):
+                    replace_or_retire(slot)
+                    if node_lost():
+                        logger.warning("a Ray node left while running item %s; running it elsewhere", item.name)
+                        queue.appendleft(item)
+                    elif ledger.should_retry(item):
                         logger.warning("Ray actor died running item %s; retrying it", item.name)
                         queue.appendleft(item)
                     else:
@@ -99,7 +129,8 @@ def run_ray(job: Job, items: list[WorkItem], options: RunnerOptions, collector: 
                     served[slot] += 1
                     if options.max_items_per_worker and served[slot] >= options.max_items_per_worker:
                         replace(slot)
-                idle.append(slot)
+                if slot not in retired:
+                    idle.append(slot)
             collector.raise_if_aborted()  # the finally below kills every actor, running items too
     finally:
         for actor in actors:
