@@ -22,6 +22,7 @@ SUBCOMMANDS = (
     "matseg.app.cli",
     "matseg.tools.check",
     "matseg.tools.show",
+    "matseg.tools.shards_cmd",
     "matseg.tools.config_cmd",
 )
 

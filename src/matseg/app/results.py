@@ -7,8 +7,9 @@ sortable per-image table and the panels; two folders side by side.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from matseg.io.atomic import load_json
 
 RESULTS_NAME = "results.json"
 
@@ -28,10 +29,7 @@ def find_eval_folders(root: Path) -> list[Path]:
 def read_results(folder: Path) -> dict:
     """``results.json`` of an eval folder. Raises :class:`ResultsFormatError` naming the file."""
     path = folder / RESULTS_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsFormatError(f"{path}: not a readable matseg eval result ({exc})") from None
+    data = load_json(path, ResultsFormatError, "matseg eval result")
     if not isinstance(data, dict) or "task" not in data or "aggregate" not in data:
         raise ResultsFormatError(f"{path}: not a matseg eval result (no 'task'/'aggregate')")
     return data

@@ -134,6 +134,14 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     return n
 
 
+def load_json(path: str | os.PathLike, error: type[Exception], what: str) -> object:
+    """Parse a JSON file; any read or parse failure raises ``error("<path>: not a readable <what> (...)")``."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not a readable {what} ({exc})") from None
+
+
 def json_bytes(obj, indent: int = 2) -> bytes:
     """Strict, indented JSON of ``obj`` as UTF-8 bytes (non-finite floats become null)."""
     return (json.dumps(finite_json(obj), indent=indent, default=json_default, allow_nan=False) + "\n").encode("utf-8")

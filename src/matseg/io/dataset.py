@@ -38,8 +38,8 @@ import cv2
 import numpy as np
 
 from matseg.io.atomic import json_bytes, write_folder
-from matseg.io.images import ImageReadError, encode_image, read_gray_u8, read_image_info, read_image_rgb
-from matseg.io.safe_pickle import UnsafePickleError, load_plain_pickle
+from matseg.io.images import ImageReadError, decode_gray_u8, decode_image_rgb, encode_image, read_image_info
+from matseg.io.safe_pickle import UnsafePickleError, loads_plain_pickle
 
 __all__ = [
     "DatasetFormatError",
@@ -58,6 +58,9 @@ __all__ = [
     "find_unfinished",
     "scan_dataset",
     "read_raw_sample",
+    "raw_sample_from_files",
+    "SampleFile",
+    "SampleRef",
     "sample_from_raw",
     "read_sample",
     "write_sample",
@@ -226,8 +229,17 @@ def _natural_key(root: Path, path: Path) -> tuple:
 
 
 def scan_dataset(root: str | os.PathLike, nested: bool = True) -> tuple[list[Path], list[Path]]:
-    """One walk of ``root``: ``(find_samples(root), find_unfinished(root))``."""
+    """One walk of ``root``: ``(find_samples(root), find_unfinished(root))``.
+
+    A shard folder (``index.json`` of ``matseg shards pack``) gives its samples as
+    :class:`SampleRef` objects and no unfinished ones.
+    """
     root = Path(root)
+    if (root / "index.json").is_file():
+        from matseg.io.shards import is_shard_folder, shard_samples
+
+        if is_shard_folder(root):
+            return shard_samples(root), []
     if not root.exists():
         raise FileNotFoundError(f"{root}: folder does not exist")
     if not root.is_dir():
@@ -279,20 +291,6 @@ def find_unfinished(root: str | os.PathLike, nested: bool = True) -> list[Path]:
 # ----------------------------------------------------------------------------- reading
 
 
-def _read_checked(path: Path, reader, what: str):
-    try:
-        return reader(path)
-    except ImageReadError as exc:
-        raise DatasetFormatError(f"{exc} ({what})") from None
-
-
-def _require(files: dict[str, Path], folder: Path, name: str) -> Path:
-    path = files.get(name.lower())
-    if path is None:
-        raise DatasetFormatError(f"{folder / name}: missing")
-    return path
-
-
 def _check_size(path: Path, shape: tuple[int, ...], ref: Path, ref_shape: tuple[int, ...]) -> None:
     if shape[:2] != ref_shape[:2]:
         raise DatasetFormatError(
@@ -300,14 +298,14 @@ def _check_size(path: Path, shape: tuple[int, ...], ref: Path, ref_shape: tuple[
         )
 
 
-def _read_json(path: Path) -> object:
+def _read_json(f: SampleFile) -> object:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(f.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetFormatError(f"{path}: not readable JSON ({exc})") from None
+        raise DatasetFormatError(f"{f.path}: not readable JSON ({exc})") from None
 
 
-def _published_meta(files: dict[str, Path], warnings: list[str]) -> dict:
+def _published_meta(files: dict[str, "SampleFile"], warnings: list[str]) -> dict:
     meta: dict = {"format": "published"}
     camera = files.get(CAMERA_NAME.lower())
     if camera is not None:
@@ -318,7 +316,7 @@ def _published_meta(files: dict[str, Path], warnings: list[str]) -> dict:
     scene = files.get(SCENE_DATA_NAME.lower())
     if scene is not None:
         try:
-            meta["scene_data"] = load_plain_pickle(scene)
+            meta["scene_data"] = loads_plain_pickle(scene.read_bytes(), source=str(scene.path))
         except UnsafePickleError as exc:
             warnings.append(f"scene_data omitted: {exc}")
         except Exception as exc:  # corrupt pickle: the images are still usable
@@ -327,39 +325,99 @@ def _published_meta(files: dict[str, Path], warnings: list[str]) -> dict:
     return meta
 
 
-def read_raw_sample(folder: str | os.PathLike) -> RawSample:
+class SampleRef:
+    """A sample that is not a folder (a member of a shard, :mod:`matseg.io.shards`): what
+    :func:`find_samples` lists for a shard folder and every reader accepts like a folder."""
+
+    name: str
+
+    @property
+    def path(self) -> Path:
+        """What records and messages call the sample (e.g. ``SHARDS/shard-000000.tar/000012``)."""
+        raise NotImplementedError
+
+    def read_raw(self) -> RawSample:
+        raise NotImplementedError
+
+    def relative_name(self) -> str:
+        """The sample's path within its dataset (``000012``, ``1/1``)."""
+        raise NotImplementedError
+
+    def stored_in(self) -> tuple[Path, ...]:
+        """The files holding the sample (their modification times version it)."""
+        raise NotImplementedError
+
+
+def read_raw_sample(folder: str | os.PathLike | SampleRef) -> RawSample:
     """Read a sample's files exactly as stored (no thresholds, no normalisation).
+
+    ``folder`` is a sample folder or a :class:`SampleRef` (a sample inside a shard).
 
     Raises:
         DatasetFormatError: missing RGB/ROI/mask files, unreadable images, size mismatches
             between image, masks and ROI, unreadable or foreign ``meta.json``. The message
             names the file (and both sizes for mismatches).
     """
+    if isinstance(folder, SampleRef):
+        return folder.read_raw()
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetFormatError(f"{folder}: not a sample folder (missing or not a directory)")
-    files = _files_by_lower_name(folder)
-    rgb_path = _require(files, folder, RGB_NAME)
-    roi_path = _require(files, folder, ROI_NAME)
-    mask_paths = list_mask_files(folder)
-    if not mask_paths:
+    return raw_sample_from_files(folder, {k: SampleFile(p) for k, p in _files_by_lower_name(folder).items()})
+
+
+@dataclass(frozen=True)
+class SampleFile:
+    """One file of a sample: its path (where it is, or what messages call a shard member) and,
+    for a member already in memory, its bytes."""
+
+    path: Path
+    data: bytes | None = None
+
+    def read_bytes(self) -> bytes:
+        return self.path.read_bytes() if self.data is None else self.data
+
+
+def _decode_checked(f: SampleFile, decode, what: str):
+    try:
+        return decode(f.read_bytes(), f.path)
+    except OSError as exc:
+        raise DatasetFormatError(f"{f.path}: cannot read ({exc.strerror or exc}) ({what})") from None
+    except ImageReadError as exc:
+        raise DatasetFormatError(f"{exc} ({what})") from None
+
+
+def _image_mode(data: bytes, path: Path) -> str:
+    return read_image_info(path, data).mode
+
+
+def raw_sample_from_files(folder: Path, files: dict[str, SampleFile]) -> RawSample:
+    """:func:`read_raw_sample` of a sample's files given as ``{lower-case name: SampleFile}``
+    (a folder's files, or the members of a shard; ``folder`` names the sample in messages)."""
+    rgb = files.get(RGB_NAME.lower())
+    roi = files.get(ROI_NAME.lower())
+    if rgb is None or roi is None:
+        raise DatasetFormatError(f"{folder / (RGB_NAME if rgb is None else ROI_NAME)}: missing")
+    mask_files = sorted((f for f in files.values() if _is_mask_name(f.path.name)), key=lambda f: _mask_sort_key(f.path))
+    if not mask_files:
         raise DatasetFormatError(f"{folder / 'mask001.png'}: missing (no mask*.png files)")
 
-    image = _read_checked(rgb_path, read_image_rgb, "sample image")
+    image = _decode_checked(rgb, lambda data, path: decode_image_rgb(data, str(path)), "sample image")
     masks, modes = [], []
-    for p in mask_paths:
-        modes.append(_read_checked(p, read_image_info, "mask").mode)
-        m = _read_checked(p, read_gray_u8, "mask")
-        _check_size(p, m.shape, rgb_path, image.shape)
+    for f in mask_files:
+        modes.append(_decode_checked(f, _image_mode, "mask"))
+        m = _decode_checked(f, decode_gray_u8, "mask")
+        _check_size(f.path, m.shape, rgb.path, image.shape)
         masks.append(m)
-    roi_mode = _read_checked(roi_path, read_image_info, "ROI").mode
-    roi_raw = _read_checked(roi_path, read_gray_u8, "ROI")
-    _check_size(roi_path, roi_raw.shape, rgb_path, image.shape)
+    roi_mode = _decode_checked(roi, _image_mode, "ROI")
+    roi_raw = _decode_checked(roi, decode_gray_u8, "ROI")
+    _check_size(roi.path, roi_raw.shape, rgb.path, image.shape)
 
     warnings: list[str] = []
-    meta_path = files.get(META_NAME.lower())
-    if meta_path is not None:
-        meta = _read_json(meta_path)
+    meta_file = files.get(META_NAME.lower())
+    if meta_file is not None:
+        meta_path = meta_file.path
+        meta = _read_json(meta_file)
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
             got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
             raise DatasetFormatError(f"{meta_path}: expected an object with format={FORMAT_NAME!r}, got {got!r}")
@@ -374,7 +432,7 @@ def read_raw_sample(folder: str | os.PathLike) -> RawSample:
         image=image,
         masks=np.stack(masks),
         roi_raw=roi_raw,
-        mask_names=[p.name for p in mask_paths],
+        mask_names=[f.path.name for f in mask_files],
         mask_modes=modes,
         roi_mode=roi_mode,
         meta=meta,
@@ -440,7 +498,7 @@ def sample_from_raw(raw: RawSample) -> Sample:
     )
 
 
-def read_sample(folder: str | os.PathLike) -> Sample:
+def read_sample(folder: str | os.PathLike | SampleRef) -> Sample:
     """Read one sample folder (ours or published) into a normalised :class:`Sample`.
 
     Raises:

@@ -68,11 +68,15 @@ def _exif_orientation(img: Image.Image) -> int:
         return 1
 
 
-def read_image_info(path: str | os.PathLike) -> ImageInfo:
-    """Read only the header: size in the upright frame and pixel mode. Cheap (no decoding)."""
+def read_image_info(path: str | os.PathLike, data: bytes | None = None) -> ImageInfo:
+    """Read only the header: size in the upright frame and pixel mode. Cheap (no decoding).
+
+    With ``data`` (the file's bytes, e.g. a shard member) nothing is read from disk and
+    ``path`` only names it in messages.
+    """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             w, h = img.size
             orientation = _exif_orientation(img)
             mode = img.mode
@@ -177,10 +181,15 @@ def read_gray_u8(path: str | os.PathLike) -> np.ndarray:
     scaled to 8 bits.
     """
     path = Path(path)
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None:
+    if not path.is_file():
         raise ImageReadError(f"{path}: file not found")
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return decode_gray_u8(np.fromfile(path, dtype=np.uint8), path)
+
+
+def decode_gray_u8(data: bytes | np.ndarray, name: str | os.PathLike) -> np.ndarray:
+    """:func:`read_gray_u8` of file bytes (a member of a shard); ``name`` is what messages say."""
+    path = Path(name)
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise ImageReadError(f"{path}: not a readable image")
     if arr.dtype == np.uint16:

@@ -41,7 +41,7 @@ import numpy as np
 
 from matseg.config import option, section
 from matseg.io.atomic import write_bytes_atomic
-from matseg.io.dataset import DOMINANT_FRACTION, DatasetFormatError, find_samples, read_sample
+from matseg.io.dataset import DOMINANT_FRACTION, DatasetFormatError, SampleRef, find_samples, read_sample
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,9 @@ class DataConfig:
 # ----------------------------------------------------------------------------- sample lists
 
 
-def _split_key(root: Path, sample: Path) -> str:
+def _split_key(root: Path, sample: Path | SampleRef) -> str:
+    if isinstance(sample, SampleRef):  # a sample in a shard: its key is its path in the dataset
+        return sample.relative_name()
     rel = sample.relative_to(root).as_posix()
     return sample.name if rel == "." else rel
 
@@ -409,7 +411,7 @@ def decode_sample(folder: str | os.PathLike, max_side: int = 0) -> DecodedSample
     # Always quantised (cache or not), so a run sees the same batches with and without a cache.
     quantised = np.rint(np.clip(fractions, 0.0, 1.0) * 255).astype(np.uint8)
     roi = roi & (quantised.sum(0, dtype=np.uint16) > 0)
-    return DecodedSample(Path(sample.path), np.ascontiguousarray(image), quantised, roi)
+    return DecodedSample(_sample_path(sample.path), np.ascontiguousarray(image), quantised, roi)
 
 
 #: Bump when :func:`decode_sample` changes what it produces: old cache entries are then ignored.
@@ -429,10 +431,14 @@ class DecodedSampleCache:
         self.folder = Path(folder)
         self.max_side = max_side
 
-    def entry(self, sample: Path) -> Path:
-        sample = Path(sample).resolve()
+    def entry(self, sample: Path | SampleRef) -> Path:
+        if isinstance(sample, SampleRef):  # a shard member: the shard file's stamp
+            files = sample.stored_in()
+        else:
+            sample = Path(sample).resolve()
+            files = (sample, sample / "Finished.txt")
         stamps = []
-        for p in (sample, sample / "Finished.txt"):
+        for p in files:
             try:
                 stamps.append(p.stat().st_mtime_ns)
             except OSError:
@@ -441,11 +447,11 @@ class DecodedSampleCache:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return self.folder / digest[:2] / f"{digest}.npz"
 
-    def get(self, sample: Path) -> DecodedSample:
+    def get(self, sample: Path | SampleRef) -> DecodedSample:
         entry = self.entry(sample)
         try:
             with np.load(entry, allow_pickle=False) as data:
-                return DecodedSample(Path(sample), data["image"], data["fractions"], data["roi"])
+                return DecodedSample(_sample_path(sample), data["image"], data["fractions"], data["roi"])
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError) as exc:
@@ -455,6 +461,11 @@ class DecodedSampleCache:
         np.savez(buffer, image=decoded.image, fractions=decoded.fractions, roi=decoded.roi)
         write_bytes_atomic(entry, buffer.getvalue())
         return decoded
+
+
+def _sample_path(sample) -> Path:
+    """What records and messages call a sample: its folder, or ``SHARDS/shard-*.tar/<key>``."""
+    return sample.path if isinstance(sample, SampleRef) else Path(sample)
 
 
 class SampleUnusable(ValueError):
@@ -470,7 +481,7 @@ class MatSegTrainingSet:
     """
 
     def __init__(self, samples: list[Path], cfg: DataConfig, seed: int):
-        self.samples = [Path(p) for p in samples]
+        self.samples = [p if isinstance(p, SampleRef) else Path(p) for p in samples]
         self.cfg = cfg
         self.seed = seed
         self._bad: dict[Path, str] = {}  # per-process memo: unreadable samples stay unreadable

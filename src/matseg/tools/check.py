@@ -44,6 +44,7 @@ from matseg.io.dataset import (
     RawSample,
     default_min_visible_pixels,
     dominant_pixel_counts,
+    SampleRef,
     read_raw_sample,
     sample_from_raw,
     scan_dataset,
@@ -221,7 +222,7 @@ def check_sample(folder: str | os.PathLike, min_visible_materials: int = 2, name
     Returns:
         A :class:`SampleCheck`; never raises for a broken sample (errors become problems).
     """
-    folder = Path(folder)
+    folder = folder if isinstance(folder, SampleRef) else Path(folder)
     result = SampleCheck(name=name or folder.name, path=str(folder))
     problems, warnings = result.problems, result.warnings
     try:
@@ -275,7 +276,9 @@ def check_sample(folder: str | os.PathLike, min_visible_materials: int = 2, name
     return result
 
 
-def _relative_name(root: Path, folder: Path) -> str:
+def _relative_name(root: Path, folder: Path | SampleRef) -> str:
+    if isinstance(folder, SampleRef):
+        return folder.relative_name()
     rel = folder.relative_to(root).as_posix()
     return rel if rel != "." else folder.name
 

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from matseg import exit_codes
-from matseg.io.dataset import DatasetFormatError, Sample, find_samples, read_sample
+from matseg.io.dataset import DatasetFormatError, Sample, SampleRef, find_samples, read_sample
 from matseg.io.images import to_uint8, write_image
 
 __all__ = [
@@ -183,7 +183,9 @@ def run(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def _label_of(folder: Path, root: Path) -> str:
+def _label_of(folder, root: Path) -> str:
+    if isinstance(folder, SampleRef):
+        return folder.relative_name()
     rel = folder.relative_to(root).as_posix()
     return rel if rel != "." else folder.name
 

@@ -1,0 +1,204 @@
+"""MatSeg-format datasets as WebDataset-style tar shards with an index.
+
+Layout of a shard folder::
+
+    SHARDS/index.json            {"format": "matseg-shards", "version": 1, "shards": [...]}
+    SHARDS/shard-000000.tar      members "<key>.<file name>", e.g. "000012.RGB__RGB.jpg",
+    SHARDS/shard-000001.tar      "000012.mask001.png", "1/1.meta.json" (key = the sample's
+    ...                          path in the dataset; WebDataset groups members by key)
+
+``index.json`` lists, per shard, its file, size and sha256 and, per sample, the offset and size
+of every member, so a sample is read with one seek per file (random access: the trainer's
+seeded batch stream and its exact resume work on shards as on folders). Shards are plain tar
+files: ``tar -x`` unpacks them, WebDataset reads them. A shard is written whole to a temporary
+name and renamed, the index after every shard, so an interrupted ``pack`` resumes where it
+stopped; packing is deterministic (same samples, same bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from matseg.io.atomic import json_bytes, load_json, write_bytes_atomic, write_folder
+from matseg.io.dataset import (
+    FINISHED_NAME,
+    DatasetFormatError,
+    RawSample,
+    SampleFile,
+    SampleRef,
+    find_samples,
+    raw_sample_from_files,
+)
+
+INDEX_NAME = "index.json"
+FORMAT = "matseg-shards"
+VERSION = 1
+
+
+class ShardFormatError(DatasetFormatError):
+    """A shard folder or shard file is not readable as written by ``matseg shards pack``."""
+
+
+def is_shard_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder holding a shard ``index.json``."""
+    index = Path(path) / INDEX_NAME
+    if not index.is_file():
+        return False
+    try:
+        with open(index, encoding="utf-8") as fh:
+            head = fh.read(200)
+    except OSError:
+        return False
+    return f'"{FORMAT}"' in head
+
+
+def _sample_key(root: Path, folder: Path) -> str:
+    rel = folder.relative_to(root).as_posix()
+    return folder.name if rel == "." else rel
+
+
+def _shard_bytes(root: Path, folders: list[Path]) -> tuple[bytes, list[dict]]:
+    """One deterministic tar (sorted members, fixed metadata) and its sample records."""
+    buf = io.BytesIO()
+    records = []
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for folder in folders:
+            key = _sample_key(root, folder)
+            members = {}
+            for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+                if path.name.lower() == FINISHED_NAME.lower():
+                    continue  # a packed sample is finished by construction
+                data = path.read_bytes()
+                info = tarfile.TarInfo(f"{key}.{path.name}")
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                header_at = tar.offset
+                tar.addfile(info, io.BytesIO(data))
+                # A USTAR header is one 512-byte block (no extension records in this format).
+                members[path.name] = [header_at + tarfile.BLOCKSIZE, len(data)]
+            records.append({"key": key, "members": members})
+    return buf.getvalue(), records
+
+
+def pack(root: str | os.PathLike, out: str | os.PathLike, samples_per_shard: int = 1000, progress=None) -> dict:
+    """Pack every finished sample under ``root`` (nested ones included) into shards in ``out``.
+
+    Resumable: shards already listed in ``out/index.json`` with the expected samples and size are
+    kept. Returns the index. ``progress``: optional callable(shards done, shards total).
+
+    Raises:
+        ValueError: ``samples_per_shard`` < 1, or ``root`` holds no finished sample.
+    """
+    root, out = Path(root), Path(out)
+    if samples_per_shard < 1:
+        raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+    folders = find_samples(root)
+    if not folders:
+        raise ValueError(f"{root}: no finished MatSeg samples to pack")
+    groups = [folders[i : i + samples_per_shard] for i in range(0, len(folders), samples_per_shard)]
+    previous = {s["file"]: s for s in _read_index(out)["shards"]} if is_shard_folder(out) else {}
+    shards = []
+    for i, group in enumerate(groups):
+        name = f"shard-{i:06d}.tar"
+        keys = [_sample_key(root, f) for f in group]
+        old = previous.get(name)
+        if old and [s["key"] for s in old["samples"]] == keys and (out / name).is_file() and (out / name).stat().st_size == old["size"]:
+            shards.append(old)
+        else:
+            data, records = _shard_bytes(root, group)
+            write_bytes_atomic(out / name, data)
+            shards.append({"file": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "samples": records})
+        index = {"format": FORMAT, "version": VERSION, "samples_per_shard": samples_per_shard,
+                 "samples": sum(len(s["samples"]) for s in shards), "shards": shards}  # fmt: skip
+        write_bytes_atomic(out / INDEX_NAME, json_bytes(index, indent=None))
+        if progress:
+            progress(i + 1, len(groups))
+    return index
+
+
+def _read_index(folder: Path) -> dict:
+    path = folder / INDEX_NAME
+    index = load_json(path, ShardFormatError, "shard index")
+    if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(index.get("shards"), list):
+        raise ShardFormatError(f"{path}: not a matseg shard index (format {FORMAT!r} expected)")
+    if index.get("version", 0) > VERSION:
+        raise ShardFormatError(f"{path}: shard index version {index['version']} is newer than this matseg reads ({VERSION})")
+    return index
+
+
+@dataclass(frozen=True)
+class ShardSample(SampleRef):
+    """One sample inside a shard folder; ``read_raw()`` reads it with one seek per member."""
+
+    root: Path
+    shard: str
+    key: str
+    members: tuple[tuple[str, int, int], ...]  # (file name, offset, size)
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.shard / self.key
+
+    def relative_name(self) -> str:
+        return self.key
+
+    def stored_in(self) -> tuple[Path, ...]:
+        return (self.root / self.shard,)
+
+    def __str__(self) -> str:
+        return f"{self.root / self.shard}:{self.key}"
+
+    def read_files(self) -> dict[str, bytes]:
+        path = self.root / self.shard
+        out = {}
+        try:
+            with open(path, "rb") as fh:
+                for name, offset, size in self.members:
+                    fh.seek(offset)
+                    data = fh.read(size)
+                    if len(data) != size:
+                        raise ShardFormatError(f"{path}: member {self.key}.{name} is truncated (shard shorter than its index says)")
+                    out[name] = data
+        except FileNotFoundError:
+            raise ShardFormatError(f"{path}: shard file missing (listed in {self.root / INDEX_NAME})") from None
+        return out
+
+    def read_raw(self) -> RawSample:
+        files = {name.lower(): SampleFile(self.path / name, data) for name, data in self.read_files().items()}
+        return raw_sample_from_files(self.path, files)
+
+
+def shard_samples(folder: str | os.PathLike) -> list[ShardSample]:
+    """Every sample of a shard folder, in packing order (the dataset's natural order)."""
+    folder = Path(folder).resolve()
+    out = []
+    for shard in _read_index(folder)["shards"]:
+        for rec in shard["samples"]:
+            members = tuple((name, int(off), int(size)) for name, (off, size) in sorted(rec["members"].items()))
+            out.append(ShardSample(folder, shard["file"], rec["key"], members))
+    return out
+
+
+def unpack(shards: str | os.PathLike, out: str | os.PathLike, progress=None) -> int:
+    """Write every sample of a shard folder back as a sample folder under ``out`` (atomic per
+    sample, ``Finished.txt`` last); finished folders are skipped. Returns the samples written."""
+    from matseg.io.dataset import is_finished
+
+    written = 0
+    samples = shard_samples(shards)
+    for i, sample in enumerate(samples):
+        target = Path(out) / sample.key
+        if not is_finished(target):
+            write_folder(target, sample.read_files(), marker=FINISHED_NAME)
+            written += 1
+        if progress:
+            progress(i + 1, len(samples))
+    return written
