@@ -30,14 +30,14 @@ def _patch_write_sample(monkeypatch, before_write) -> list[Path]:
     """Call ``before_write(call_number, folder)`` before each scene is written; return the calls."""
     import matseg.synth2d.job as job_module
 
-    real, calls = job_module.write_sample, []
+    real, calls = job_module.write_folder, []
 
-    def write_sample(folder, *args, **kwargs):
+    def write_folder(folder, *args, **kwargs):
         calls.append(folder)
         before_write(len(calls), Path(folder))
         return real(folder, *args, **kwargs)
 
-    monkeypatch.setattr(job_module, "write_sample", write_sample)
+    monkeypatch.setattr(job_module, "write_folder", write_folder)
     return calls
 
 

@@ -176,3 +176,22 @@ def test_ray_backend_gives_the_same_dataset(tmp_path, monkeypatch, output_digest
     assert _run("-n", "4", "-o", str(tmp_path / "local"), "-w", "1", *SMALL) == 0
     assert _run("-n", "4", "-o", str(tmp_path / "ray"), "-w", "2", "--ray", *SMALL) == 0
     assert output_digest(tmp_path / "ray") == output_digest(tmp_path / "local")
+
+
+def test_shard_output_holds_the_folder_scenes_and_resumes(tmp_path, output_digest):
+    from matseg.io.shards import unpack
+    from matseg.tools.check import check_dataset
+
+    assert _run("-n", "5", "-o", str(tmp_path / "folders"), "-w", "1", *SMALL) == 0
+    assert _run("-n", "5", "-o", str(tmp_path / "shards"), "--shard-size", "2", "-w", "2", *SMALL) == 0
+    shards = tmp_path / "shards"
+    assert sorted(p.name for p in shards.glob("shard-*.tar")) == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    assert check_dataset(shards, workers=1).ok
+    unpack(shards, tmp_path / "unpacked")
+    assert output_digest(tmp_path / "unpacked") == output_digest(tmp_path / "folders")
+    # Resume: a shard without its record is made again, the others are kept.
+    (shards / "shard-000001.json").unlink()
+    before = (shards / "shard-000000.tar").stat().st_mtime_ns
+    assert _run("-n", "5", "-o", str(shards), "--shard-size", "2", "-w", "1", *SMALL) == 0
+    assert (shards / "shard-000000.tar").stat().st_mtime_ns == before and (shards / "shard-000001.json").is_file()
+    assert json.loads((shards / "index.json").read_text())["samples"] == 5

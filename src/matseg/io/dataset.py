@@ -64,6 +64,7 @@ __all__ = [
     "sample_from_raw",
     "read_sample",
     "write_sample",
+    "encode_sample",
     "dominant_pixel_counts",
     "default_min_visible_pixels",
     "sample_visible_materials",
@@ -585,19 +586,30 @@ def _matseg_version() -> str:
         return "unknown"
 
 
-def write_sample(
-    folder: str | os.PathLike,
+def write_sample(folder: str | os.PathLike, *sample, **encode_options) -> Path:
+    """Write one sample folder atomically (temporary folder, then rename; ``Finished.txt`` last).
+
+    ``folder`` is the final sample folder (an existing one is moved aside to ``.incomplete/``);
+    ``image, weights, roi[, meta]`` and the options (``jpeg_quality``, ``png_compression``) and
+    the errors are those of :func:`encode_sample`. Returns ``folder``.
+    """
+    # Encoding happens before touching the disk; a failure inside atomic_folder removes the
+    # temporary folder and leaves `folder` as it was.
+    write_folder(folder, encode_sample(*sample, **encode_options), FINISHED_NAME)
+    return folder
+
+
+def encode_sample(
     image: np.ndarray,
     weights: np.ndarray,
     roi: np.ndarray,
     meta: dict | None = None,
     jpeg_quality: int = 95,
     png_compression: int = 1,
-) -> Path:
-    """Write one sample folder atomically (temporary folder, then rename; ``Finished.txt`` last).
+) -> dict[str, bytes]:
+    """The files of one sample, encoded in memory: ``{file name: bytes}`` (no ``Finished.txt``).
 
     Args:
-        folder: final sample folder; an existing one is moved aside to ``.incomplete/``.
         image: ``(H, W, 3)`` uint8 RGB.
         weights: ``(M, H, W)`` float in [0, 1], per-material weights, ``sum <= 1`` per pixel.
         roi: ``(H, W)`` float in [0, 1], visible coverage; must equal ``weights.sum(0)``
@@ -606,9 +618,6 @@ def write_sample(
             may not redefine ``format``, ``format_version``, ``roi_full_value``, ``masks``.
         jpeg_quality: JPEG quality of ``RGB__RGB.jpg`` (0-100).
         png_compression: zlib level 0-9 of the PNGs (higher: smaller files, slower writes).
-
-    Returns:
-        The final folder path.
 
     Raises:
         TypeError / ValueError: inputs of the wrong dtype, shape or range (message shows what
@@ -623,15 +632,12 @@ def write_sample(
         raise ValueError(f"meta may not redefine reserved keys, got {clash}")
     full_meta = {**ours, "matseg_version": meta.pop("matseg_version", None) or _matseg_version(), **meta}
 
-    # Encode the images before touching the disk; a failure inside atomic_folder (e.g. meta
-    # that is not JSON-serialisable) removes the temporary folder and leaves `folder` as it was.
     files = {RGB_NAME: encode_image(image, ".jpg", jpeg_quality=jpeg_quality)}
     for name, w in zip(names, weights):
         files[name] = encode_image(_quantize_validated(w), ".png", png_compression=png_compression)
     files[ROI_NAME] = encode_image(_quantize_validated(roi), ".png", png_compression=png_compression)
     files[META_NAME] = json_bytes(full_meta)
-    write_folder(folder, files, FINISHED_NAME)
-    return folder
+    return files
 
 
 def _quantize_validated(values: np.ndarray) -> np.ndarray:

@@ -62,26 +62,63 @@ def _sample_key(root: Path, folder: Path) -> str:
     return folder.name if rel == "." else rel
 
 
-def _shard_bytes(root: Path, folders: list[Path]) -> tuple[bytes, list[dict]]:
-    """One deterministic tar (sorted members, fixed metadata) and its sample records."""
+def _folder_files(folder: Path) -> dict[str, bytes]:
+    """A sample folder's files; ``Finished.txt`` left out (a packed sample is finished by construction)."""
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.name.lower() != FINISHED_NAME.lower()
+    }
+
+
+def shard_bytes(samples: list[tuple[str, dict[str, bytes]]]) -> tuple[bytes, list[dict]]:
+    """One deterministic tar (sorted members, fixed metadata) of ``[(key, {file name: bytes})]``
+    and its sample records (member offsets and sizes)."""
     buf = io.BytesIO()
     records = []
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for folder in folders:
-            key = _sample_key(root, folder)
+        for key, files in samples:
             members = {}
-            for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-                if path.name.lower() == FINISHED_NAME.lower():
-                    continue  # a packed sample is finished by construction
-                data = path.read_bytes()
-                info = tarfile.TarInfo(f"{key}.{path.name}")
+            for name in sorted(files):
+                data = files[name]
+                info = tarfile.TarInfo(f"{key}.{name}")
                 info.size, info.mtime, info.mode = len(data), 0, 0o644
                 header_at = tar.offset
                 tar.addfile(info, io.BytesIO(data))
                 # A USTAR header is one 512-byte block (no extension records in this format).
-                members[path.name] = [header_at + tarfile.BLOCKSIZE, len(data)]
+                members[name] = [header_at + tarfile.BLOCKSIZE, len(data)]
             records.append({"key": key, "members": members})
     return buf.getvalue(), records
+
+
+def write_shard(out: str | os.PathLike, name: str, samples: list[tuple[str, dict[str, bytes]]], extra: dict | None = None) -> dict:
+    """Write ``out/<name>.tar`` and then its record ``out/<name>.json`` (both atomically): a
+    generator writing shards directly (``synth2d --shard-size``) calls this once per shard; the
+    record's presence means the shard is complete. Returns the record."""
+    out = Path(out)
+    data, records = shard_bytes(samples)
+    write_bytes_atomic(out / f"{name}.tar", data)
+    record = {"file": f"{name}.tar", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "samples": records,
+              **(extra or {})}  # fmt: skip
+    write_bytes_atomic(out / f"{name}.json", json_bytes(record, indent=None))
+    return record
+
+
+def shard_done(out: str | os.PathLike, name: str) -> bool:
+    return (Path(out) / f"{name}.json").is_file() and (Path(out) / f"{name}.tar").is_file()
+
+
+def build_index(out: str | os.PathLike, samples_per_shard: int) -> dict:
+    """Assemble ``out/index.json`` from the shard records ``out/shard-*.json`` (name order)."""
+    out = Path(out)
+    shards = []
+    for record_file in sorted(out.glob("shard-*.json")):
+        record = load_json(record_file, ShardFormatError, "shard record")
+        shards.append({k: record[k] for k in ("file", "size", "sha256", "samples")})
+    index = {"format": FORMAT, "version": VERSION, "samples_per_shard": samples_per_shard,
+             "samples": sum(len(s["samples"]) for s in shards), "shards": shards}  # fmt: skip
+    write_bytes_atomic(out / INDEX_NAME, json_bytes(index, indent=None))
+    return index
 
 
 def pack(root: str | os.PathLike, out: str | os.PathLike, samples_per_shard: int = 1000, progress=None) -> dict:
@@ -109,7 +146,7 @@ def pack(root: str | os.PathLike, out: str | os.PathLike, samples_per_shard: int
         if old and [s["key"] for s in old["samples"]] == keys and (out / name).is_file() and (out / name).stat().st_size == old["size"]:
             shards.append(old)
         else:
-            data, records = _shard_bytes(root, group)
+            data, records = shard_bytes([(_sample_key(root, f), _folder_files(f)) for f in group])
             write_bytes_atomic(out / name, data)
             shards.append({"file": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "samples": records})
         index = {"format": FORMAT, "version": VERSION, "samples_per_shard": samples_per_shard,

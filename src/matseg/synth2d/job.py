@@ -10,7 +10,9 @@ import numpy as np
 
 import matseg
 from matseg.config import option, section, to_dict
-from matseg.io.dataset import is_finished, write_sample
+from matseg.io.dataset import FINISHED_NAME, encode_sample, is_finished
+from matseg.io.atomic import write_folder
+from matseg.io.shards import build_index, shard_done, write_shard
 from matseg.io.sources import ImageSource, default_photos, default_textures
 from matseg.runner import ItemError, WorkItem, derive_seed
 from matseg.synth2d.scene import Scene2DConfig, SceneError, generate_scene
@@ -31,10 +33,14 @@ class OutputConfig:
 
     jpeg_quality: int = option(95, "RGB__RGB.jpg quality (reference: OpenCV default 95)", "§2.1")
     name_digits: int = option(6, "zero-padded digits of the sample folder names", "ours")
+    shard_size: int = option(0, "0: one folder per scene; N > 0: tar shards of N scenes each plus index.json "
+                             "(docs/formats.md; the scenes are the same bytes as in folders)", "ours")  # fmt: skip
 
     def __post_init__(self):
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        if self.shard_size < 0:
+            raise ValueError(f"shard_size must be >= 0, got {self.shard_size}")
 
 
 @dataclass
@@ -54,7 +60,7 @@ class Synth2DConfig(Scene2DConfig):
 
 
 # Keys that may change between runs into the same folder without changing any finished scene.
-RUN_ONLY_KEYS = ("num_scenes", "inputs.cache_mb")
+RUN_ONLY_KEYS = ("num_scenes", "inputs.cache_mb", "output.shard_size")
 
 
 def scene_config_dict(cfg: Synth2DConfig) -> dict:
@@ -91,13 +97,24 @@ class Synth2DJob:
         self.textures = textures
 
     def items(self) -> list[WorkItem]:
+        size = self.cfg.output.shard_size
+        if size:  # one item per shard; its scenes keep their own seeds (same scenes as folders)
+            count = -(-self.cfg.num_scenes // size)
+            return [WorkItem(i, f"shard-{i:06d}", derive_seed(self.cfg.seed, i)) for i in range(count)]
         digits = self.cfg.output.name_digits
         return [
             WorkItem(i, f"{i:0{digits}d}", derive_seed(self.cfg.seed, i)) for i in range(self.cfg.num_scenes)
         ]
 
     def is_done(self, item: WorkItem) -> bool:
+        if self.cfg.output.shard_size:
+            return shard_done(self.out_dir, item.name)
         return is_finished(self.out_dir / item.name)
+
+    def finish(self) -> None:
+        """After the run: the shard index of everything finished (a no-op for folders)."""
+        if self.cfg.output.shard_size:
+            build_index(self.out_dir, self.cfg.output.shard_size)
 
     def setup(self) -> None:
         import cv2
@@ -105,8 +122,16 @@ class Synth2DJob:
         cv2.setNumThreads(1)  # one scene per core; OpenCV's own threads would oversubscribe
 
     def run(self, item: WorkItem) -> dict:
+        if self.cfg.output.shard_size:
+            return self._run_shard(item)
+        files, warnings, generate_s = self._scene(item.index, item.seed)
+        write_folder(self.out_dir / item.name, files, FINISHED_NAME)
+        return {"warnings": warnings, "generate_s": generate_s}
+
+    def _scene(self, index: int, seed: int) -> tuple[dict[str, bytes], list[str], float]:
+        """Scene ``index`` encoded as sample files; raises ``ItemError`` when it cannot be made."""
         start = time.perf_counter()
-        rng = np.random.default_rng(item.seed)
+        rng = np.random.default_rng(seed)
         try:
             scene = generate_scene(self.photos, self.textures, rng, self.cfg)
         except SceneError as exc:
@@ -115,13 +140,31 @@ class Synth2DJob:
         meta = {
             "generator": "matseg synth2d",
             "matseg_version": matseg.__version__,
-            "index": item.index,
-            "seed": item.seed,
+            "index": index,
+            "seed": seed,
             "master_seed": self.cfg.seed,
             "scene": scene.info,
             "config": scene_config_dict(self.cfg),
             "timing": {"generate_s": round(generate_s, 4)},
         }
-        write_sample(self.out_dir / item.name, scene.image, scene.weights, scene.roi, meta,
-                     jpeg_quality=self.cfg.output.jpeg_quality)  # fmt: skip
-        return {"warnings": scene.info.get("warnings", []), "generate_s": generate_s}
+        files = encode_sample(scene.image, scene.weights, scene.roi, meta, jpeg_quality=self.cfg.output.jpeg_quality)
+        return files, scene.info.get("warnings", []), generate_s
+
+    def _run_shard(self, item: WorkItem) -> dict:
+        """Scenes ``[i*N, (i+1)*N)`` into ``shard-i.tar``; a scene that cannot be made is left
+        out and listed (in the warnings and the shard's record)."""
+        size, digits = self.cfg.output.shard_size, self.cfg.output.name_digits
+        samples, warnings, failed, generate_s = [], [], {}, 0.0
+        for index in range(item.index * size, min(self.cfg.num_scenes, (item.index + 1) * size)):
+            key = f"{index:0{digits}d}"
+            try:
+                files, scene_warnings, seconds = self._scene(index, derive_seed(self.cfg.seed, index))
+            except ItemError as exc:
+                failed[key] = str(exc)
+                warnings.append(f"scene {key} left out: {exc}")
+                continue
+            samples.append((key, files))
+            warnings += [f"{key}: {w}" for w in scene_warnings]
+            generate_s += seconds
+        write_shard(self.out_dir, item.name, samples, {"failed": failed})
+        return {"warnings": warnings, "generate_s": generate_s}
