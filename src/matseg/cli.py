@@ -18,6 +18,7 @@ SUBCOMMANDS = (
     "matseg.synth3d.cli",
     "matseg.net.train_cli",
     "matseg.net.infer_cli",
+    "matseg.net.convert_cli",
     "matseg.evaluate.cli",
     "matseg.app.cli",
     "matseg.tools.check",

@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
         "`matseg eval` output folders. Annotate (--bench): point annotations in the MatSeg benchmark layout "
         "(images/ + data/<name>/data.json + group_relations.txt). Only files under these folders are served.",
     )  # fmt: skip
-    p.add_argument("--weights", type=Path, default=None, help="trained net (.safetensors); default: the shipped model")
+    p.add_argument("--weights", type=Path, default=None, help="trained net (.safetensors, or the authors' Defult.torch); default: the shipped model")
     p.add_argument("--data", type=Path, action="append", default=[], metavar="DIR",
                    help="dataset, PBR or texture folder to browse (repeatable)")  # fmt: skip
     p.add_argument("--results", type=Path, action="append", default=[], metavar="DIR",

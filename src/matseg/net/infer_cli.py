@@ -24,7 +24,7 @@ def _point(text: str) -> tuple[float, float]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path, help="image files (EXIF orientation applied)")
     p.add_argument("--weights", type=Path, default=None,
-                   help="trained net (.safetensors from `matseg train`); default: the model that ships with matseg")  # fmt: skip
+                   help="trained net (.safetensors from `matseg train` or `matseg convert`, or the authors' Defult.torch); default: the model that ships with matseg")  # fmt: skip
     p.add_argument("-o", "--out", type=Path, default=None, help="output folder (default: out/<command>)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--max-side", type=int, default=1024, help="longer side the net sees; larger images are resized (default 1024)")

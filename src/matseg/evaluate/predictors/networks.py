@@ -66,7 +66,7 @@ class EfficientNetFeatures(DescriptorPredictor):
         return np.concatenate([_resize_channels(t.cpu().numpy(), (H, W)) for t in taps], axis=2)
 
 
-@register_predictor("matseg", "the trained MatSeg descriptor net (default: the shipped model; weights=FILE.safetensors)")
+@register_predictor("matseg", "the trained MatSeg descriptor net (default: the shipped model; weights=FILE.safetensors or the authors' Defult.torch)")
 class MatSegNet(DescriptorPredictor):
     def __init__(self, weights: str | None = None, max_side: int = 1024, device: str = "auto"):
         _require_torch()
