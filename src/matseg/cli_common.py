@@ -194,3 +194,15 @@ def report_environment_failure(stage: str, failure) -> int:
             "rerun the same command: it skips the items already finished and runs the rest", file=sys.stderr,
         )  # fmt: skip
     return exit_codes.ENVIRONMENT
+
+
+def add_shard_arg(parser: argparse.ArgumentParser) -> None:
+    """``--shard-size K`` of the scene generators (config ``output.shard_size``)."""
+    parser.add_argument("--shard-size", type=int, metavar="K",
+                        help="write tar shards of K scenes plus index.json instead of one folder per scene "
+                        "(config: output.shard_size; 0 = folders)")  # fmt: skip
+
+
+def shard_flag(args: argparse.Namespace) -> list:
+    """The config override of ``--shard-size`` (for :func:`resolve_config`), if given."""
+    return [(["output", "shard_size"], args.shard_size)] if args.shard_size is not None else []

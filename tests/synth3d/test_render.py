@@ -471,3 +471,14 @@ def test_user_meshes_are_imported_and_rendered(tmp_path):
                  "--set", "objects.p_user_mesh=1.0", "--set", "objects.p_single=1.0"]) == 0  # fmt: skip
     obj = read_sample(out / "000000").meta["scene"]["main"]["objects"][0]
     assert obj["kind"] == "mesh" and Path(obj["file"]).parent == meshes
+
+
+def test_shard_output_holds_the_folder_scenes(generated, tmp_path, output_digest):
+    from matseg.cli import main
+    from matseg.io.shards import unpack
+
+    root, _ = generated
+    assert main([*synth3d_args(tmp_path / "shards", n=3), "--shard-size", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "shards").glob("shard-*.tar")) == ["shard-000000.tar", "shard-000001.tar"]
+    unpack(tmp_path / "shards", tmp_path / "unpacked")
+    assert output_digest(tmp_path / "unpacked") == output_digest(root / "a")

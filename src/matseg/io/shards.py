@@ -108,6 +108,43 @@ def shard_done(out: str | os.PathLike, name: str) -> bool:
     return (Path(out) / f"{name}.json").is_file() and (Path(out) / f"{name}.tar").is_file()
 
 
+class SceneShards:
+    """The shard layout of a generator writing ``num_scenes`` scenes, ``size`` per shard
+    (``synth2d``/``synth3d --shard-size``): shard ``i`` holds scenes ``[i*size, (i+1)*size)``
+    under their usual names, so a shard run makes the scenes a folder run makes."""
+
+    def __init__(self, out_dir: str | os.PathLike, num_scenes: int, size: int, digits: int):
+        self.out_dir, self.num_scenes, self.size, self.digits = Path(out_dir), num_scenes, size, digits
+
+    def names(self) -> list[str]:
+        return [f"shard-{i:06d}" for i in range(-(-self.num_scenes // self.size))]
+
+    def done(self, name: str) -> bool:
+        return shard_done(self.out_dir, name)
+
+    def write(self, shard: int, make_scene, skip: tuple[type[Exception], ...]) -> list[str]:
+        """Make the scenes of shard ``shard`` with ``make_scene(index) -> ({file: bytes}, warnings)``
+        and write the shard; a scene raising one of ``skip`` is left out and listed. Returns the
+        warnings (prefixed with the scene name)."""
+        samples, warnings, failed = [], [], {}
+        for index in range(shard * self.size, min(self.num_scenes, (shard + 1) * self.size)):
+            key = f"{index:0{self.digits}d}"
+            try:
+                files, scene_warnings = make_scene(index)
+            except skip as exc:
+                failed[key] = str(exc)
+                warnings.append(f"scene {key} left out: {exc}")
+                continue
+            samples.append((key, files))
+            warnings += [f"{key}: {w}" for w in scene_warnings]
+        write_shard(self.out_dir, self.names()[shard], samples, {"failed": failed})
+        return warnings
+
+    def finish(self) -> dict:
+        """``index.json`` of every finished shard (after each run)."""
+        return build_index(self.out_dir, self.size)
+
+
 def build_index(out: str | os.PathLike, samples_per_shard: int) -> dict:
     """Assemble ``out/index.json`` from the shard records ``out/shard-*.json`` (name order)."""
     out = Path(out)

@@ -11,11 +11,13 @@ from matseg.cli_common import (
     absolute_path,
     add_config_args,
     add_runner_args,
+    add_shard_arg,
     close_run,
     open_run,
     print_config_requested,
     resolve_config,
     runner_options,
+    shard_flag,
 )
 
 DESCRIPTION = """\
@@ -37,8 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, help="natural photos: a folder (recursive) or a text file listing image paths (default: built-in)")
     p.add_argument("--textures", type=Path, help="textures: a folder (recursive) or a text file listing image paths (default: built-in)")
     p.add_argument("--seed", type=int, help="master seed (config: seed, default 0)")
-    p.add_argument("--shard-size", type=int, help="write tar shards of N scenes plus index.json instead of folders "
-                   "(config: output.shard_size; 0 = folders)")  # fmt: skip
+    add_shard_arg(p)
     p.add_argument("--force-config", action="store_true", help="allow a config that differs from the one saved in --out")
     add_config_args(p)
     add_runner_args(p)
@@ -58,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("images", "textures"):
         if getattr(args, name) is not None:
             flags.append((["inputs", name], str(getattr(args, name))))
-    if args.shard_size is not None:
-        flags.append((["output", "shard_size"], args.shard_size))
+    flags += shard_flag(args)
     cfg = resolve_config(Synth2DConfig, args, flags)
     for name in ("images", "textures"):
         if getattr(cfg.inputs, name):

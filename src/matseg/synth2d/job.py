@@ -12,7 +12,7 @@ import matseg
 from matseg.config import option, section, to_dict
 from matseg.io.dataset import FINISHED_NAME, encode_sample, is_finished
 from matseg.io.atomic import write_folder
-from matseg.io.shards import build_index, shard_done, write_shard
+from matseg.io.shards import SceneShards
 from matseg.io.sources import ImageSource, default_photos, default_textures
 from matseg.runner import ItemError, WorkItem, derive_seed
 from matseg.synth2d.scene import Scene2DConfig, SceneError, generate_scene
@@ -85,6 +85,20 @@ def load_sources(cfg: InputsConfig) -> tuple[ImageSource, ImageSource]:
     return photos, textures
 
 
+def scene_shards(cfg, out_dir: Path) -> SceneShards | None:
+    """The shard layout of a generator config (``output.shard_size``), None for folders."""
+    out = cfg.output
+    return SceneShards(out_dir, cfg.num_scenes, out.shard_size, out.name_digits) if out.shard_size else None
+
+
+def scene_items(cfg, shards: SceneShards | None) -> list[WorkItem]:
+    """A generator's work items: one per scene folder, or one per shard."""
+    if shards:
+        return [WorkItem(i, name, derive_seed(cfg.seed, i)) for i, name in enumerate(shards.names())]
+    digits = cfg.output.name_digits
+    return [WorkItem(i, f"{i:0{digits}d}", derive_seed(cfg.seed, i)) for i in range(cfg.num_scenes)]
+
+
 class Synth2DJob:
     """Runner job: item i -> ``<out>/<i zero-padded>/`` (see :mod:`matseg.runner`)."""
 
@@ -95,26 +109,18 @@ class Synth2DJob:
         self.out_dir = Path(out_dir)
         self.photos = photos
         self.textures = textures
+        self.shards = scene_shards(cfg, self.out_dir)
 
     def items(self) -> list[WorkItem]:
-        size = self.cfg.output.shard_size
-        if size:  # one item per shard; its scenes keep their own seeds (same scenes as folders)
-            count = -(-self.cfg.num_scenes // size)
-            return [WorkItem(i, f"shard-{i:06d}", derive_seed(self.cfg.seed, i)) for i in range(count)]
-        digits = self.cfg.output.name_digits
-        return [
-            WorkItem(i, f"{i:0{digits}d}", derive_seed(self.cfg.seed, i)) for i in range(self.cfg.num_scenes)
-        ]
+        return scene_items(self.cfg, self.shards)
 
     def is_done(self, item: WorkItem) -> bool:
-        if self.cfg.output.shard_size:
-            return shard_done(self.out_dir, item.name)
-        return is_finished(self.out_dir / item.name)
+        return self.shards.done(item.name) if self.shards else is_finished(self.out_dir / item.name)
 
     def finish(self) -> None:
         """After the run: the shard index of everything finished (a no-op for folders)."""
-        if self.cfg.output.shard_size:
-            build_index(self.out_dir, self.cfg.output.shard_size)
+        if self.shards:
+            self.shards.finish()
 
     def setup(self) -> None:
         import cv2
@@ -122,11 +128,16 @@ class Synth2DJob:
         cv2.setNumThreads(1)  # one scene per core; OpenCV's own threads would oversubscribe
 
     def run(self, item: WorkItem) -> dict:
-        if self.cfg.output.shard_size:
-            return self._run_shard(item)
+        if self.shards:
+            return {"warnings": self.shards.write(item.index, self._shard_scene, skip=(ItemError,))}
         files, warnings, generate_s = self._scene(item.index, item.seed)
         write_folder(self.out_dir / item.name, files, FINISHED_NAME)
         return {"warnings": warnings, "generate_s": generate_s}
+
+    def _shard_scene(self, index: int) -> tuple[dict[str, bytes], list[str]]:
+        # Scenes in a shard keep their own seeds: the scenes of a folder run.
+        files, warnings, _ = self._scene(index, derive_seed(self.cfg.seed, index))
+        return files, warnings
 
     def _scene(self, index: int, seed: int) -> tuple[dict[str, bytes], list[str], float]:
         """Scene ``index`` encoded as sample files; raises ``ItemError`` when it cannot be made."""
@@ -149,22 +160,3 @@ class Synth2DJob:
         }
         files = encode_sample(scene.image, scene.weights, scene.roi, meta, jpeg_quality=self.cfg.output.jpeg_quality)
         return files, scene.info.get("warnings", []), generate_s
-
-    def _run_shard(self, item: WorkItem) -> dict:
-        """Scenes ``[i*N, (i+1)*N)`` into ``shard-i.tar``; a scene that cannot be made is left
-        out and listed (in the warnings and the shard's record)."""
-        size, digits = self.cfg.output.shard_size, self.cfg.output.name_digits
-        samples, warnings, failed, generate_s = [], [], {}, 0.0
-        for index in range(item.index * size, min(self.cfg.num_scenes, (item.index + 1) * size)):
-            key = f"{index:0{digits}d}"
-            try:
-                files, scene_warnings, seconds = self._scene(index, derive_seed(self.cfg.seed, index))
-            except ItemError as exc:
-                failed[key] = str(exc)
-                warnings.append(f"scene {key} left out: {exc}")
-                continue
-            samples.append((key, files))
-            warnings += [f"{key}: {w}" for w in scene_warnings]
-            generate_s += seconds
-        write_shard(self.out_dir, item.name, samples, {"failed": failed})
-        return {"warnings": warnings, "generate_s": generate_s}

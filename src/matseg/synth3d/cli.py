@@ -11,11 +11,13 @@ from matseg.cli_common import (
     absolute_path,
     add_config_args,
     add_runner_args,
+    add_shard_arg,
     close_run,
     open_run,
     print_config_requested,
     resolve_config,
     runner_options,
+    shard_flag,
 )
 
 DESCRIPTION = """\
@@ -56,6 +58,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"each worker process renders K scenes, then is replaced (Blender leaks memory; default {DEFAULT_SCENES_PER_WORKER})")  # fmt: skip
     p.add_argument("--retries", type=int, default=1, help="re-runs of a failed scene before it is skipped (default 1)")
     p.add_argument("--force-config", action="store_true", help="allow a config that differs from the one saved in --out")
+    add_shard_arg(p)
     add_config_args(p)
     add_runner_args(p)
     p.set_defaults(handler=run)
@@ -75,7 +78,7 @@ def _flag_overrides(args: argparse.Namespace) -> list:
             flags.append((["inputs", name], str(getattr(args, name))))
     if args.pbr:
         flags.append((["inputs", "pbr"], [str(p) for p in args.pbr]))
-    return flags
+    return flags + shard_flag(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     todo = [it.name for it in job.items() if not job.is_done(it)]
     options = runner_options(args, "synth3d", max_items_per_worker=args.scenes_per_worker, retries=args.retries)
     summary = run_job(job, options)
+    job.finish()
     memory = memory_report(out, todo)
     if memory:
         print(f"memory: resident {memory['rss_mb_median']:.0f} MiB median, {memory['rss_mb_max']:.0f} MiB max per scene; "

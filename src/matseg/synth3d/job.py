@@ -12,13 +12,15 @@ import numpy as np
 
 import matseg
 from matseg.config import to_dict
-from matseg.io.dataset import is_finished, mask_file_name, write_sample
+from matseg.io.atomic import write_folder
+from matseg.io.dataset import FINISHED_NAME, encode_sample, is_finished, mask_file_name
 from matseg.io.sources import ImageSource, default_photos
 from matseg.runner import ItemError, WorkItem, derive_seed
+from matseg.synth2d.job import scene_items, scene_shards
 from matseg.synth3d.config import Inputs3DConfig, Synth3DConfig
 
 # Keys that may change between runs into one folder without changing any finished scene.
-RUN_ONLY_KEYS = ("num_scenes", "render.threads", "inputs.cache_mb")
+RUN_ONLY_KEYS = ("num_scenes", "render.threads", "inputs.cache_mb", "output.shard_size")
 
 
 def recorded_config(cfg: Synth3DConfig) -> dict:
@@ -84,13 +86,18 @@ class Synth3DJob:
         self.inputs = inputs
         self.threads = threads
         self._next_attempt: dict[str, int] = {}
+        self.shards = scene_shards(cfg, self.out_dir)
 
     def items(self) -> list[WorkItem]:
-        digits = self.cfg.output.name_digits
-        return [WorkItem(i, f"{i:0{digits}d}", derive_seed(self.cfg.seed, i)) for i in range(self.cfg.num_scenes)]
+        return scene_items(self.cfg, self.shards)
 
     def is_done(self, item: WorkItem) -> bool:
-        return is_finished(self.out_dir / item.name)
+        return self.shards.done(item.name) if self.shards else is_finished(self.out_dir / item.name)
+
+    def finish(self) -> None:
+        """After the run: the shard index of everything finished (a no-op for folders)."""
+        if self.shards:
+            self.shards.finish()
 
     def setup(self) -> None:
         import cv2
@@ -101,17 +108,32 @@ class Synth3DJob:
         require_bpy()  # fail the worker's setup with the install hint, before any item
 
     def run(self, item: WorkItem) -> dict:
+        if self.shards:
+            return {"warnings": self.shards.write(item.index, self._shard_scene, skip=(ItemError,))}
+        start = time.perf_counter()
+        files, warnings, info = self._scene(item.index, item.seed, item.name)
+        t0 = time.perf_counter()
+        write_folder(self.out_dir / item.name, files, FINISHED_NAME)
+        write_s = time.perf_counter() - t0
+        return {"warnings": warnings, "seconds": time.perf_counter() - start, "write_s": write_s, **info["memory"]}
+
+    def _shard_scene(self, index: int) -> tuple[dict[str, bytes], list[str]]:
+        # Scenes in a shard keep their own seeds: the scenes of a folder run.
+        files, warnings, _ = self._scene(index, derive_seed(self.cfg.seed, index), f"{index:0{self.cfg.output.name_digits}d}")
+        return files, warnings
+
+    def _scene(self, index: int, seed: int, name: str) -> tuple[dict[str, bytes], list[str], dict]:
+        """Scene ``index`` rendered and encoded as sample files; raises ``ItemError`` when it cannot be made."""
         from matseg.synth3d.scene import Scene3DError, SceneRejectedError, generate_scene
 
-        start = time.perf_counter()
         # A retry of a scene the quality gate rejected draws new attempts instead of repeating
         # the same (deterministic) ones; per worker process, so the outcome is still a function
         # of the seed and of how often the runner retried.
-        first = self._next_attempt.get(item.name, 0)
+        first = self._next_attempt.get(name, 0)
         try:
-            scene = generate_scene(item.seed, self.cfg, self.inputs, self.threads, first_attempt=first)
+            scene = generate_scene(seed, self.cfg, self.inputs, self.threads, first_attempt=first)
         except SceneRejectedError as exc:
-            self._next_attempt[item.name] = exc.next_attempt
+            self._next_attempt[name] = exc.next_attempt
             raise ItemError(str(exc)) from None
         except Scene3DError as exc:
             raise ItemError(str(exc)) from None
@@ -120,8 +142,8 @@ class Synth3DJob:
         meta = {
             "generator": "matseg synth3d",
             "matseg_version": matseg.__version__,
-            "index": item.index,
-            "seed": item.seed,
+            "index": index,
+            "seed": seed,
             "master_seed": self.cfg.seed,
             "attempt": info["attempt"],
             "rejected_attempts": info["rejected_attempts"],
@@ -135,12 +157,8 @@ class Synth3DJob:
             "timing": timing,
             "memory": info["memory"],
         }
-        t0 = time.perf_counter()
-        write_sample(self.out_dir / item.name, scene.image, scene.weights, scene.roi, meta,
-                     jpeg_quality=self.cfg.output.jpeg_quality)  # fmt: skip
-        write_s = time.perf_counter() - t0
-        warnings = [f"scene redrawn: {r['reason']}" for r in info["rejected_attempts"]]
-        return {"warnings": warnings, "seconds": time.perf_counter() - start, "write_s": write_s, **info["memory"]}
+        files = encode_sample(scene.image, scene.weights, scene.roi, meta, jpeg_quality=self.cfg.output.jpeg_quality)
+        return files, [f"scene redrawn: {r['reason']}" for r in info["rejected_attempts"]], info
 
 
 def memory_report(out_dir: Path, names: list[str]) -> dict:
