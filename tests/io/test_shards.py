@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -99,3 +100,19 @@ def test_cli_pack_check_unpack(published: Path, tmp_path: Path, capsys):
     assert main(["shards", "unpack", str(tmp_path / "nope"), "-o", str(tmp_path / "u")]) == 2
     assert "not a shard folder" in capsys.readouterr().err
     assert main(["shards", "pack", str(published), "-o", str(published / "inside")]) == 2
+
+
+def test_train_reads_shards_through_an_fsspec_url(published: Path, tmp_path: Path):
+    pytest.importorskip("fsspec")
+    pytest.importorskip("torch")
+    pack(published, tmp_path / "shards", samples_per_shard=5)
+    url = (tmp_path / "shards").as_uri()  # file:///...: fsspec's local file system, the code path of s3:// etc.
+    refs = shard_samples(url)
+    assert [r.relative_name() for r in refs] == [r.relative_name() for r in shard_samples(tmp_path / "shards")]
+    assert np.array_equal(read_sample(refs[2]).fractions, read_sample(find_samples(published)[2]).fractions)
+    run = tmp_path / "run"
+    args = ["train", url, "-o", str(run), "--steps", "2", "--set", "model.pretrained=false", "--set", "data.size_min=128",
+            "--set", "data.size_max=160", "--set", "data.val_fraction=0", "--no-progress", "-w", "0"]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads((run / "run.json").read_text())["data"] == [url]
+    assert main(["train", "-o", str(run), "--resume", "--steps", "3", "--no-progress", "-w", "0"]) == 0

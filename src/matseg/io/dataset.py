@@ -344,8 +344,8 @@ class SampleRef:
         """The sample's path within its dataset (``000012``, ``1/1``)."""
         raise NotImplementedError
 
-    def stored_in(self) -> tuple[Path, ...]:
-        """The files holding the sample (their modification times version it)."""
+    def version(self) -> str:
+        """A string that changes when the stored sample changes (a content hash of its shard)."""
         raise NotImplementedError
 
 

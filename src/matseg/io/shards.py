@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tarfile
 from dataclasses import dataclass
@@ -44,15 +45,34 @@ class ShardFormatError(DatasetFormatError):
     """A shard folder or shard file is not readable as written by ``matseg shards pack``."""
 
 
+def is_url(location: str | os.PathLike) -> bool:
+    """Whether a shard folder is given as an fsspec URL (``s3://bucket/shards``, ``file:///data``)."""
+    return "://" in str(location)
+
+
+def _open(location: str, mode: str = "rb"):
+    """A local file, or any fsspec URL when the fsspec package is installed."""
+    if not is_url(location):
+        return open(location, mode)
+    try:
+        import fsspec
+    except ImportError:
+        raise ShardFormatError(f"{location}: reading URLs needs fsspec (pip install fsspec, plus its s3fs/gcsfs/... plug-in)") from None
+    return fsspec.open(location, mode).open()
+
+
+def _join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts]) if is_url(root) else str(Path(root, *parts))
+
+
 def is_shard_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a folder holding a shard ``index.json``."""
-    index = Path(path) / INDEX_NAME
-    if not index.is_file():
+    """Whether ``path`` (a folder or an fsspec URL) holds a shard ``index.json``."""
+    if not is_url(path) and not (Path(path) / INDEX_NAME).is_file():
         return False
     try:
-        with open(index, encoding="utf-8") as fh:
-            head = fh.read(200)
-    except OSError:
+        with _open(_join(str(path), INDEX_NAME), "rb") as fh:
+            head = fh.read(200).decode("utf-8", "replace")
+    except (OSError, ShardFormatError):
         return False
     return f'"{FORMAT}"' in head
 
@@ -194,9 +214,16 @@ def pack(root: str | os.PathLike, out: str | os.PathLike, samples_per_shard: int
     return index
 
 
-def _read_index(folder: Path) -> dict:
-    path = folder / INDEX_NAME
-    index = load_json(path, ShardFormatError, "shard index")
+def _read_index(folder: str | Path) -> dict:
+    path = _join(str(folder), INDEX_NAME)
+    if is_url(path):
+        try:
+            with _open(path) as fh:
+                index = json.loads(fh.read().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ShardFormatError(f"{path}: not a readable shard index ({exc})") from None
+    else:
+        index = load_json(path, ShardFormatError, "shard index")
     if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(index.get("shards"), list):
         raise ShardFormatError(f"{path}: not a matseg shard index (format {FORMAT!r} expected)")
     if index.get("version", 0) > VERSION:
@@ -208,10 +235,11 @@ def _read_index(folder: Path) -> dict:
 class ShardSample(SampleRef):
     """One sample inside a shard folder; ``read_raw()`` reads it with one seek per member."""
 
-    root: Path
+    root: str  # absolute folder or fsspec URL
     shard: str
     key: str
     members: tuple[tuple[str, int, int], ...]  # (file name, offset, size)
+    shard_sha256: str = ""
 
     @property
     def name(self) -> str:
@@ -219,22 +247,22 @@ class ShardSample(SampleRef):
 
     @property
     def path(self) -> Path:
-        return self.root / self.shard / self.key
+        return Path(_join(self.root, self.shard, self.key))
 
     def relative_name(self) -> str:
         return self.key
 
-    def stored_in(self) -> tuple[Path, ...]:
-        return (self.root / self.shard,)
+    def version(self) -> str:
+        return self.shard_sha256
 
     def __str__(self) -> str:
-        return f"{self.root / self.shard}:{self.key}"
+        return f"{_join(self.root, self.shard)}:{self.key}"
 
     def read_files(self) -> dict[str, bytes]:
-        path = self.root / self.shard
+        path = _join(self.root, self.shard)
         out = {}
         try:
-            with open(path, "rb") as fh:
+            with _open(path, "rb") as fh:
                 for name, offset, size in self.members:
                     fh.seek(offset)
                     data = fh.read(size)
@@ -242,7 +270,7 @@ class ShardSample(SampleRef):
                         raise ShardFormatError(f"{path}: member {self.key}.{name} is truncated (shard shorter than its index says)")
                     out[name] = data
         except FileNotFoundError:
-            raise ShardFormatError(f"{path}: shard file missing (listed in {self.root / INDEX_NAME})") from None
+            raise ShardFormatError(f"{path}: shard file missing (listed in {_join(self.root, INDEX_NAME)})") from None
         return out
 
     def read_raw(self) -> RawSample:
@@ -251,13 +279,14 @@ class ShardSample(SampleRef):
 
 
 def shard_samples(folder: str | os.PathLike) -> list[ShardSample]:
-    """Every sample of a shard folder, in packing order (the dataset's natural order)."""
-    folder = Path(folder).resolve()
+    """Every sample of a shard folder (a path, or an fsspec URL), in packing order (the dataset's
+    natural order)."""
+    root = str(folder).rstrip("/") if is_url(folder) else str(Path(folder).resolve())
     out = []
-    for shard in _read_index(folder)["shards"]:
+    for shard in _read_index(root)["shards"]:
         for rec in shard["samples"]:
             members = tuple((name, int(off), int(size)) for name, (off, size) in sorted(rec["members"].items()))
-            out.append(ShardSample(folder, shard["file"], rec["key"], members))
+            out.append(ShardSample(root, shard["file"], rec["key"], members, shard.get("sha256", "")))
     return out
 
 

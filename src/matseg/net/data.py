@@ -42,6 +42,7 @@ import numpy as np
 from matseg.config import option, section
 from matseg.io.atomic import write_bytes_atomic
 from matseg.io.dataset import DOMINANT_FRACTION, DatasetFormatError, SampleRef, find_samples, read_sample
+from matseg.io.shards import is_shard_folder, is_url, shard_samples
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +173,13 @@ def split_samples(roots: list[str | os.PathLike], val_fraction: float, nested: b
     """
     train, val = [], []
     for root in roots:
+        if is_url(root):  # an fsspec URL: only shard folders can be read there
+            if not is_shard_folder(root):
+                raise FileNotFoundError(f"{root}: no shard index.json found at this URL (matseg shards pack writes one)")
+            samples = shard_samples(root)
+            for sample in samples:
+                (val if is_validation(sample.relative_name(), val_fraction) else train).append(sample)
+            continue
         root = Path(root)
         if not root.exists():
             raise FileNotFoundError(f"{root}: training data folder not found")
@@ -432,17 +440,16 @@ class DecodedSampleCache:
         self.max_side = max_side
 
     def entry(self, sample: Path | SampleRef) -> Path:
-        if isinstance(sample, SampleRef):  # a shard member: the shard file's stamp
-            files = sample.stored_in()
+        stamps = []
+        if isinstance(sample, SampleRef):  # a shard member: its shard's content hash
+            stamps.append(sample.version())
         else:
             sample = Path(sample).resolve()
-            files = (sample, sample / "Finished.txt")
-        stamps = []
-        for p in files:
-            try:
-                stamps.append(p.stat().st_mtime_ns)
-            except OSError:
-                stamps.append(-1)
+            for p in (sample, sample / "Finished.txt"):
+                try:
+                    stamps.append(p.stat().st_mtime_ns)
+                except OSError:
+                    stamps.append(-1)
         key = f"{_CACHE_FORMAT}|{self.max_side}|{sample}|{stamps}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return self.folder / digest[:2] / f"{digest}.npz"

@@ -42,6 +42,7 @@ import torch.distributed as dist
 import matseg
 from matseg.config import diff_keys, dump_yaml, from_dict, to_dict
 from matseg.io.atomic import write_json_atomic, write_text_atomic
+from matseg.io.shards import is_url
 from matseg.net.checkpoint import read_metadata, save_weights
 from matseg.net.data import (
     BatchStream,
@@ -427,7 +428,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data_roots: list[Path], run_dir: Path, resume: bool = False,
                  bench: Path | None = None, progress: bool = True):  # fmt: skip
         self.cfg, self.run_dir, self.resume, self.bench, self.progress = cfg, Path(run_dir), resume, bench, progress
-        self.data_roots = [Path(p) for p in data_roots]
+        self.data_roots = [p if is_url(p) else Path(p) for p in data_roots]  # URLs: shard folders via fsspec
         self._bench_images: list = []
         self.dist = init_distributed(cfg.device)
         self.device = resolve_device(cfg.device, self.dist.local_rank)
@@ -505,7 +506,7 @@ class Trainer:
 
     def _write_run_meta(self) -> None:
         write_json_atomic(self.run_dir / RUN_META_NAME, {
-            "data": [str(p.resolve()) for p in self.data_roots],
+            "data": [str(p) if is_url(p) else str(p.resolve()) for p in self.data_roots],
             "bench": str(self.bench.resolve()) if self.bench else None,
             "train_samples": len(self.train_samples),
             "val_samples": [str(p) for p in self.val_samples],

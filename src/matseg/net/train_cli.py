@@ -30,7 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "train", help="train the descriptor net", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("data", nargs="*", type=Path, metavar="DATA", help="dataset folder(s); optional with --resume")
+    p.add_argument("data", nargs="*", metavar="DATA",
+                   help="dataset or shard folder(s), or shard folder URLs (s3://..., with fsspec); optional with --resume")  # fmt: skip
     p.add_argument("-o", "--out", type=Path, required=True, metavar="RUN_DIR", help="run folder (checkpoints, logs)")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     p.add_argument("--bench", type=Path, metavar="DIR", help="MatSeg benchmark folder (images/ + data/) for validation")
@@ -89,15 +90,15 @@ def _deep_update(base: dict, new: dict) -> None:
             base[key] = value
 
 
-def _data_folders(args: argparse.Namespace) -> list[Path]:
-    if args.data:
-        return [p.expanduser().resolve() for p in args.data]
+def _data_folders(args: argparse.Namespace) -> list[Path | str]:
+    if args.data:  # URLs (shard folders read through fsspec) stay strings
+        return [p if "://" in p else Path(p).expanduser().resolve() for p in args.data]
     if args.resume:
         import json
 
         meta = args.out / "run.json"
         try:
-            return [Path(p) for p in json.loads(meta.read_text(encoding="utf-8"))["data"]]
+            return [p if "://" in p else Path(p) for p in json.loads(meta.read_text(encoding="utf-8"))["data"]]
         except (OSError, ValueError, KeyError) as exc:
             raise UsageError(f"{meta}: cannot read the run's data folders ({exc}); pass DATA") from None
     raise UsageError("give at least one DATA folder (MatSeg-format samples)")
