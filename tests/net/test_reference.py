@@ -177,3 +177,31 @@ def test_predict_with_the_authors_checkpoint(checkpoint, tmp_path):
     sim = np.load(tmp_path / "out" / "photo_p0.npy")
     assert sim.shape == (64, 96) and sim.dtype == np.float32
     assert sim[30, 20] > np.percentile(sim, 90)  # the point is most like itself
+
+
+def test_predictor_follows_the_authors_resolution_rules(loaded):
+    from matseg.net.infer import DEFAULT_MAX_SIDE, Predictor
+    from matseg.net.model import DescriptorNet, ModelConfig
+
+    net = loaded[0]
+    predictor = Predictor(net, device="cpu")
+    assert predictor.max_side == 700 and predictor.reference_rules
+    # 1400x1000 -> 700x500 (bilinear, int sizes) -> floor(/4) descriptor grid, as their scripts.
+    image = np.random.default_rng(0).integers(0, 256, (1000, 1400, 3), dtype=np.uint8)
+    assert tuple(predictor.describe(image).descriptors.shape[1:]) == (125, 175)
+    ours = Predictor(DescriptorNet(ModelConfig(pretrained=False)), device="cpu")
+    assert ours.max_side == DEFAULT_MAX_SIDE and not ours.reference_rules
+
+
+def test_bf16_precision_stays_close_to_fp32():
+    from matseg.net.infer import Predictor
+    from matseg.net.model import DescriptorNet, ModelConfig
+
+    torch.manual_seed(0)
+    net = DescriptorNet(ModelConfig(pretrained=False))
+    image = np.random.default_rng(1).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    fp32 = Predictor(net, device="cpu").describe(image).descriptors
+    bf16 = Predictor(net, device="cpu", precision="bf16").describe(image).descriptors
+    assert bf16.dtype == torch.float32 and torch.allclose(bf16.norm(dim=0), torch.ones(1), atol=1e-3)
+    assert (fp32 * bf16).sum(0).mean() > 0.98  # mean cosine between the two descriptor maps
+    assert not torch.equal(fp32, bf16)  # autocast did run in bf16

@@ -39,7 +39,7 @@ class AppConfig:
     results: list[Path] = field(default_factory=list)
     bench: list[Path] = field(default_factory=list)
     device: str = "auto"
-    max_side: int = 1024
+    max_side: int | None = None
     max_upload_mb: float = 50.0
     max_megapixels: float = 100.0
     cache_mb: float = 1024.0

@@ -101,6 +101,10 @@ def _resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack([cv2.resize(v.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR) for v in values])
 
 
+#: Longer side matseg's own nets see by default (the authors' net: REFERENCE_MAX_SIDE).
+DEFAULT_MAX_SIDE = 1024
+
+
 class Predictor:
     """A loaded descriptor net with image-level helpers.
 
@@ -108,7 +112,12 @@ class Predictor:
         model: a :class:`DescriptorNet`, a path to a ``.safetensors`` checkpoint, or None for
             the default model that ships with matseg (:mod:`matseg.models`).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
-        max_side: longer image side the net sees (images are resized, not tiled).
+        max_side: longer image side the net sees (images are resized, not tiled). None: the
+            net's own rule: 1024 px with area averaging for matseg's nets; for the authors' net
+            (:class:`~matseg.net.reference.ReferenceNet`) their scripts' rule, 700 px with
+            bilinear resizing and truncated sizes.
+        precision: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` (CUDA) or ``"auto"`` (bf16 on
+            a CPU with native bf16 or on CUDA, else fp32); autocast around the net only.
 
     ``source`` says which weights are loaded, for the records of every output: ``{"model":
     version name, "sha256": ...}`` for a shipped model, ``{"weights": path, "sha256": ...}``
@@ -119,8 +128,13 @@ class Predictor:
         matseg.net.checkpoint.CheckpointError: the weights file is not a usable checkpoint.
     """
 
-    def __init__(self, model: DescriptorNet | str | os.PathLike | None = None, device: str = "auto", max_side: int = 1024):
+    def __init__(self, model: DescriptorNet | str | os.PathLike | None = None, device: str = "auto",
+                 max_side: int | None = None, precision: str = "fp32"):  # fmt: skip
+        from matseg.net.train import resolve_precision
+
         self.device = pick_device(device)
+        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.precision = precision
         if model is None:
             from matseg.models import verify
 
@@ -136,6 +150,10 @@ class Predictor:
         else:
             self.source = {}
         self.model = model.to(self.device).eval()
+        from matseg.net.reference import REFERENCE_MAX_SIDE, ReferenceNet
+
+        self.reference_rules = isinstance(self.model, ReferenceNet)
+        max_side = max_side or (REFERENCE_MAX_SIDE if self.reference_rules else DEFAULT_MAX_SIDE)
         if max_side < 32:
             raise ValueError(f"max_side must be >= 32, got {max_side}")
         self.max_side = max_side
@@ -150,9 +168,14 @@ class Predictor:
         H, W = image.shape[:2]
         scale = min(1.0, self.max_side / max(H, W))
         if scale < 1.0:
-            image = cv2.resize(image, (max(1, round(W * scale)), max(1, round(H * scale))), interpolation=cv2.INTER_AREA)
+            if self.reference_rules:  # the authors' Demo.py/Evaluate.py: cv2 bilinear, int() sizes
+                size, interpolation = (max(1, int(W * scale)), max(1, int(H * scale))), cv2.INTER_LINEAR
+            else:
+                size, interpolation = (max(1, round(W * scale)), max(1, round(H * scale))), cv2.INTER_AREA
+            image = cv2.resize(image, size, interpolation=interpolation)
         x = torch.tensor(image, device=self.device).permute(2, 0, 1)[None].float()  # a copy: inputs may be read-only
-        desc = self.model(x)[0].float()
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None):
+            desc = self.model(x)[0].float()
         return DescriptorMap(desc, (H, W))
 
     def similarity_maps(self, image, points: list[tuple[float, float]], radius: float = 0.0) -> np.ndarray:

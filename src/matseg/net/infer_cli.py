@@ -27,7 +27,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="trained net (.safetensors from `matseg train` or `matseg convert`, or the authors' Defult.torch); default: the model that ships with matseg")  # fmt: skip
     p.add_argument("-o", "--out", type=Path, default=None, help="output folder (default: out/<command>)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--max-side", type=int, default=1024, help="longer side the net sees; larger images are resized (default 1024)")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="longer side the net sees; larger images are resized (default: 1024, or 700 for the authors' net)")  # fmt: skip
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
+                   help="fp32 (default); bf16/fp16 autocast; auto: bf16 where the CPU has native bf16 or on CUDA")  # fmt: skip
 
 
 def add_parser(subparsers) -> None:
@@ -63,7 +66,7 @@ def _load(args):
     except ImportError:
         raise UsageError(TORCH_HINT) from None
     try:
-        predictor = Predictor(args.weights, device=args.device, max_side=args.max_side)
+        predictor = Predictor(args.weights, device=args.device, max_side=args.max_side, precision=args.precision)
     except (CheckpointError, ModelNotAvailable, ValueError) as exc:
         raise UsageError(str(exc)) from None
     what = predictor.source.get("model") or predictor.source.get("weights")
@@ -81,6 +84,7 @@ def _for_each_image(args, default_out: str, work) -> int:
     out = prepare_output_dir(args.out or Path(default_out))
     # What produced the files: the model (version and sha256, or file and sha256) and the options.
     options = {k: v for k, v in vars(args).items() if k not in ("handler", "images", "weights", "out", "verbose")}
+    options["max_side"] = predictor.max_side  # the effective value (the default depends on the net)
     write_json_atomic(out / "run.json", {"command": default_out.rsplit("/", 1)[-1], "model": predictor.source,
                                          "images": [str(p) for p in args.images], "options": options,
                                          "matseg_version": matseg.__version__})  # fmt: skip

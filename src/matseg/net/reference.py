@@ -29,6 +29,8 @@ from matseg.net.model import _conv_bn_gelu
 REFERENCE_MEAN = (123.68, 116.779, 103.939)
 REFERENCE_STD = 65.0
 CHANNEL_ORDERS = ("rgb", "bgr")
+# Longer side the authors' Demo.py and Evaluate.py shrink images to (cv2 bilinear, int() sizes).
+REFERENCE_MAX_SIDE = 700
 # The stride-32 map must keep at least one cell: smaller inputs fail inside the reference too.
 MIN_SIDE = 32
 # torchvision's convnext_base: blocks per stage, channels per stage, LayerNorm eps, initial layer scale.

@@ -68,19 +68,19 @@ class EfficientNetFeatures(DescriptorPredictor):
 
 @register_predictor("matseg", "the trained MatSeg descriptor net (default: the shipped model; weights=FILE.safetensors or the authors' Defult.torch)")
 class MatSegNet(DescriptorPredictor):
-    def __init__(self, weights: str | None = None, max_side: int = 1024, device: str = "auto"):
+    def __init__(self, weights: str | None = None, max_side: int | None = None, device: str = "auto", precision: str = "fp32"):
         _require_torch()
         from matseg.models import ModelNotAvailable
         from matseg.net.checkpoint import CheckpointError
         from matseg.net.infer import Predictor
 
         try:
-            self.net = Predictor(weights, device=device, max_side=max_side)
+            self.net = Predictor(weights, device=device, max_side=int(max_side) if max_side else None, precision=precision)
         except (CheckpointError, ModelNotAvailable) as exc:
             raise PredictorUnavailable(str(exc)) from None
 
     def params(self) -> dict:
-        return {**self.net.source, "max_side": self.net.max_side}
+        return {**self.net.source, "max_side": self.net.max_side, "precision": self.net.precision}
 
     def describe(self, image: np.ndarray) -> np.ndarray:
         check_image(image)
