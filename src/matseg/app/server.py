@@ -40,6 +40,7 @@ class AppConfig:
     bench: list[Path] = field(default_factory=list)
     device: str = "auto"
     max_side: int | None = None
+    precision: str = "fp32"
     max_upload_mb: float = 50.0
     max_megapixels: float = 100.0
     cache_mb: float = 1024.0
@@ -58,7 +59,8 @@ class _Model:
         if self._predictor is None:
             from matseg.net.infer import Predictor
 
-            self._predictor = Predictor(self.config.weights, device=self.config.device, max_side=self.config.max_side)
+            cfg = self.config
+            self._predictor = Predictor(cfg.weights, device=cfg.device, max_side=cfg.max_side, precision=cfg.precision)
         return self._predictor
 
     def describe(self, image):

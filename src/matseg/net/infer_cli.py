@@ -21,6 +21,12 @@ def _point(text: str) -> tuple[float, float]:
     return x, y
 
 
+def add_precision_arg(p: argparse.ArgumentParser) -> None:
+    """``--precision`` of every command that runs a net for inference."""
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
+                   help="fp32 (default); bf16/fp16 autocast; auto: bf16 where the CPU has native bf16 or on CUDA")  # fmt: skip
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path, help="image files (EXIF orientation applied)")
     p.add_argument("--weights", type=Path, default=None,
@@ -29,8 +35,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--max-side", type=int, default=None,
                    help="longer side the net sees; larger images are resized (default: 1024, or 700 for the authors' net)")  # fmt: skip
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
-                   help="fp32 (default); bf16/fp16 autocast; auto: bf16 where the CPU has native bf16 or on CUDA")  # fmt: skip
+    add_precision_arg(p)
 
 
 def add_parser(subparsers) -> None:
