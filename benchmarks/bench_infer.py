@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"))
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -38,7 +39,7 @@ def main() -> None:
         nets = {"efficientnet_lite0 (random init)": DescriptorNet(ModelConfig(pretrained=False))}
     for encoder, net in nets.items():
         params = sum(p.numel() for p in net.parameters()) / 1e6
-        predictor = Predictor(net, device=args.device, max_side=args.size)
+        predictor = Predictor(net, device=args.device, max_side=args.size, precision=args.precision)
         for _ in range(2):  # warm-up
             predictor.describe(image)
         times = []
@@ -50,7 +51,7 @@ def main() -> None:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
         print(f"{encoder} ({params:.1f} M params): median {statistics.median(times):.3f} s, "
-              f"min {min(times):.3f} s per {args.size}x{args.size} image (descriptors + one similarity map)")  # fmt: skip
+              f"min {min(times):.3f} s per {args.size}x{args.size} image (descriptors + one similarity map, {args.precision})")  # fmt: skip
 
 
 if __name__ == "__main__":

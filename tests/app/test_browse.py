@@ -49,3 +49,18 @@ def test_pbr_and_texture_folders():
 
 def test_empty_folder(tmp_path: Path):
     assert folder_kind(tmp_path) == "empty" and list_items(tmp_path, "empty") == []
+
+
+def test_shard_folders_browse_like_folders(tmp_path: Path):
+    from matseg.io.shards import pack
+
+    published = shared_dir("matseg_train_sample").resolve()
+    pack(published, tmp_path / "shards", samples_per_shard=4)
+    shards = (tmp_path / "shards").resolve()
+    assert folder_kind(shards) == "dataset"
+    assert list_items(shards, "dataset") == list_items(published, "dataset")
+    assert sample_details(shards, "1/1")["masks"] == sample_details(published, "1/1")["masks"]
+    assert sample_layer(shards, "2", "mask1") == sample_layer(published, "2", "mask1")
+    assert _decode(thumbnail(shards, "dataset", "0")).shape == _decode(thumbnail(published, "dataset", "0")).shape
+    with pytest.raises(FileNotFoundError, match="no such sample"):
+        sample_details(shards, "../etc")

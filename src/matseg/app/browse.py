@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from matseg.app.roots import resolve_inside
-from matseg.io.images import encode_image, read_image_rgb
+from matseg.io.images import decode_image_rgb, encode_image, read_image_rgb
 
 THUMB_SIDE = 256
 
@@ -48,9 +48,25 @@ def list_items(root: Path, kind: str) -> list[str]:
     return [_relative(root, f) for f in folders]
 
 
-def _relative(root: Path, path: Path) -> str:
+def _relative(root: Path, path) -> str:
+    from matseg.io.dataset import SampleRef
+
+    if isinstance(path, SampleRef):  # a sample inside a shard folder: its key
+        return path.relative_name()
     rel = Path(path).resolve().relative_to(root).as_posix()
     return "" if rel == "." else rel
+
+
+def _sample(root: Path, item: str):
+    """The sample ``item`` of a dataset: a folder inside ``root``, or a shard member by key."""
+    from matseg.io.shards import is_shard_folder, shard_samples
+
+    if is_shard_folder(root):
+        for sample in shard_samples(root):
+            if sample.relative_name() == item:
+                return sample
+        raise FileNotFoundError(f"{item}: no such sample in the shards of {root}")
+    return resolve_inside(root, item)
 
 
 def _shrink(image: np.ndarray, side: int) -> np.ndarray:
@@ -63,12 +79,17 @@ def _shrink(image: np.ndarray, side: int) -> np.ndarray:
 
 def thumbnail(root: Path, kind: str, item: str, side: int = THUMB_SIDE) -> bytes:
     """JPEG thumbnail of one item: the sample's image, a material card or the texture."""
-    path = resolve_inside(root, item)
     if kind == "dataset":
-        from matseg.io.dataset import RGB_NAME
+        from matseg.io.dataset import RGB_NAME, SampleRef
 
-        image = read_image_rgb(path / RGB_NAME)
-    elif kind == "pbr":
+        sample = _sample(root, item)
+        if isinstance(sample, SampleRef):
+            image = decode_image_rgb(sample.read_files()[RGB_NAME], str(sample.path / RGB_NAME))
+        else:
+            image = read_image_rgb(sample / RGB_NAME)
+        return encode_image(_shrink(image, side), ".jpg", jpeg_quality=85)
+    path = resolve_inside(root, item)
+    if kind == "pbr":
         from matseg.materials.pbr import read_pbr
         from matseg.tools.show import material_card
 
@@ -83,7 +104,7 @@ def sample_details(root: Path, item: str) -> dict:
     from matseg.io.dataset import read_sample
     from matseg.tools.check import check_sample
 
-    path = resolve_inside(root, item)
+    path = _sample(root, item)
     sample = read_sample(path)
     check = check_sample(path, name=item or path.name)
     fractions = sample.fractions.reshape(sample.num_materials, -1)
@@ -114,7 +135,7 @@ def sample_layer(root: Path, item: str, layer: str) -> bytes:
     from matseg.io.images import to_uint8
     from matseg.tools.show import annotation_rgb
 
-    sample = read_sample(resolve_inside(root, item))
+    sample = read_sample(_sample(root, item))
     if layer == "image":
         return encode_image(sample.image, ".jpg", jpeg_quality=90)
     if layer == "annotation":
