@@ -276,3 +276,23 @@ def test_encoder_learning_rate_scale():
     assert len(one) == 1 and len(one[0]["params"]) == len(list(net.parameters()))
     with pytest.raises(ValueError, match="encoder_lr_scale"):
         from_dict(TrainConfig, {"optim": {"encoder_lr_scale": 0}})
+
+
+def test_init_weights_fine_tunes_a_trained_net(tmp_path):
+    from matseg.net.checkpoint import save_weights
+    from matseg.net.model import DescriptorNet, ModelConfig
+    from matseg.net.train import TrainError, _load_initial_weights
+
+    torch.manual_seed(0)
+    trained = DescriptorNet(ModelConfig(pretrained=False))
+    save_weights(tmp_path / "trained.safetensors", trained)
+    torch.manual_seed(1)
+    fresh = DescriptorNet(ModelConfig(pretrained=False))
+    assert not torch.equal(fresh.head.weight, trained.head.weight)
+    _load_initial_weights(fresh, str(tmp_path / "trained.safetensors"))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+    other = DescriptorNet(ModelConfig(pretrained=False, descriptor_dim=64))
+    with pytest.raises(TrainError, match="another architecture than model.*descriptor_dim"):
+        _load_initial_weights(other, str(tmp_path / "trained.safetensors"))
+    with pytest.raises(TrainError, match="model.init_weights: .*not found"):
+        _load_initial_weights(other, str(tmp_path / "missing.safetensors"))

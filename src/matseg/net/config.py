@@ -23,6 +23,7 @@ class ModelConfig:
     psp_scales: list[float] = option([1.0, 0.5, 0.25, 0.125], "PSP pooling scales on the deepest features", "§1.8")
     psp_channels: int = option(128, "channels per PSP branch (reference: 512 for ConvNeXt-B)", "§1.8")
     decoder_channels: list[int] = option([256, 128, 128], "channels of the three upsampling stages (reference: 512, 256, 128)", "§1.8")
+    init_weights: str | None = option(None, "start from a trained net of this architecture (.safetensors from matseg train, or 'default' = the shipped model) to fine-tune it; a resumed run ignores it", "ours")
 
     def __post_init__(self):
         if len(self.decoder_channels) != 3:

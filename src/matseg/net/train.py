@@ -102,6 +102,30 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def _load_initial_weights(net: DescriptorNet, spec: str) -> None:
+    """Fine-tuning: ``net`` takes the weights of ``spec`` (a checkpoint, or ``default``); the
+    architectures must match (the message names what differs)."""
+    from dataclasses import asdict
+
+    from matseg.net.checkpoint import CheckpointError, load_model
+
+    path = spec
+    if spec == "default":
+        from matseg.models import verify
+
+        path = verify()["path"]
+    try:
+        source = load_model(path)
+    except CheckpointError as exc:
+        raise TrainError(f"model.init_weights: {exc}") from None
+    ours = {k: v for k, v in asdict(net.cfg).items() if k not in ("pretrained", "encoder_weights", "init_weights")}
+    theirs = {k: v for k, v in asdict(getattr(source, "cfg", None) or net.cfg).items() if k in ours}
+    if not isinstance(source, DescriptorNet) or ours != theirs:
+        differs = sorted(k for k in ours if ours[k] != theirs.get(k))
+        raise TrainError(f"model.init_weights {path}: another architecture than model.* ({', '.join(differs) or 'not a matseg net'})")
+    net.load_state_dict(source.state_dict(), strict=True)
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype for ``precision`` on ``device`` (None: plain fp32)."""
     if precision == "fp32":
@@ -444,7 +468,10 @@ class Trainer:
 
     def _build(self):
         torch.manual_seed(self.cfg.seed)  # same initial head on every rank (DDP also broadcasts rank 0's)
-        net = DescriptorNet(self.cfg.model).to(self.device)
+        net = DescriptorNet(self.cfg.model)
+        if self.cfg.model.init_weights:
+            _load_initial_weights(net, self.cfg.model.init_weights)
+        net = net.to(self.device)
         if self.cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(parameter_groups(net, self.cfg.optim), lr=self.cfg.optim.lr, weight_decay=self.cfg.optim.weight_decay)
