@@ -168,7 +168,7 @@ def test_bad_architecture_metadata(tmp_path):
             load_model(path)
 
 
-def test_predict_with_the_authors_checkpoint(checkpoint, tmp_path):
+def test_predict_with_the_authors_checkpoint(checkpoint, tmp_path, capsys):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
     args = ["predict", str(tmp_path / "photo.png"), "--weights", str(checkpoint[0]), "--point", "20,30",
@@ -177,6 +177,11 @@ def test_predict_with_the_authors_checkpoint(checkpoint, tmp_path):
     sim = np.load(tmp_path / "out" / "photo_p0.npy")
     assert sim.shape == (64, 96) and sim.dtype == np.float32
     assert sim[30, 20] > np.percentile(sim, 90)  # the point is most like itself
+    # A panorama too thin for the net after --max-side: a message naming it, exit 1, the other image done.
+    Image.fromarray(rng.integers(0, 256, (40, 400, 3), dtype=np.uint8)).save(tmp_path / "thin.png")
+    args[1:2] = [str(tmp_path / "thin.png"), str(tmp_path / "photo.png")]
+    assert main([*args, "--max-side", "200"]) == 1
+    assert "thin.png: the reference net needs images of at least 32x32 pixels" in capsys.readouterr().err
 
 
 def test_predictor_follows_the_authors_resolution_rules(loaded):

@@ -101,7 +101,11 @@ def _for_each_image(args, default_out: str, work) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
             continue
-        failures += not work(predictor, path, image, out)
+        try:
+            failures += not work(predictor, path, image, out)
+        except ValueError as exc:  # e.g. an image too thin for the net after --max-side
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            failures += 1
     return exit_codes.FAILED if failures else exit_codes.OK
 
 
