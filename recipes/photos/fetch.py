@@ -50,6 +50,7 @@ import zlib
 from pathlib import Path
 
 from matseg.io.atomic import write_bytes_atomic  # honours the umask (run with the project's venv)
+from matseg.io.hashing import sha256_file
 
 HERE = Path(__file__).resolve().parent
 ROLES = ("train", "dev")
@@ -223,14 +224,6 @@ def out_rel(src: dict, f: dict) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def log(msg: str) -> None:

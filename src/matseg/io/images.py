@@ -8,6 +8,7 @@ upright (EXIF orientation applied), 8-bit, 3-channel RGB array. Writing goes thr
 from __future__ import annotations
 
 import io
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -42,23 +45,34 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     """Image files (by extension, case-insensitive) under ``folder``, sorted for determinism.
 
     Hidden files and everything inside hidden folders below ``folder`` (names starting with
-    ".", e.g. ``.rejected/``, ``.incomplete/``, temporary ``.tmp-*`` folders) are skipped.
-    Raises ``FileNotFoundError``/``NotADirectoryError`` with the folder named.
+    ".", e.g. ``.rejected/``, ``.incomplete/``, temporary ``.tmp-*`` folders) are skipped;
+    symbolic links to files are listed, links to folders are not followed. A sub-folder that
+    cannot be read is skipped with a warning. Raises ``FileNotFoundError``/``NotADirectoryError``
+    with the folder named.
     """
     folder = Path(folder)
     if not folder.exists():
         raise FileNotFoundError(f"{folder}: folder does not exist")
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder}: not a folder")
-    pattern = "**/*" if recursive else "*"
-    found = [
-        p
-        for p in folder.glob(pattern)
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    ]
-    return sorted(found, key=lambda p: p.as_posix())
+    # os.scandir, not Path.glob: a photo library of 10^5 files is listed several times faster.
+    found, stack = [], [str(folder)]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        if recursive:
+                            stack.append(entry.path)
+                    elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
+                        found.append(entry.path)
+        except PermissionError as exc:
+            logger.warning("skipping unreadable folder %s (%s)", current, exc.strerror)
+    found.sort()
+    return [Path(p) for p in found]
 
 
 def _exif_orientation(img: Image.Image) -> int:

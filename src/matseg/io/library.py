@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from matseg.io.images import IMAGE_EXTENSIONS, ImageReadError, read_image_info
+from matseg.io.images import ImageReadError, list_images, read_image_info
 
 logger = logging.getLogger(__name__)
 
@@ -57,26 +57,6 @@ class LibraryScan:
     reused: int = 0
 
 
-def _walk(folder: str) -> list[str]:
-    """Image files under ``folder`` by extension, hidden names skipped, sorted (os.scandir: no Path per entry)."""
-    found, stack = [], [folder]
-    while stack:
-        current = stack.pop()
-        try:
-            with os.scandir(current) as it:
-                for entry in it:
-                    if entry.name.startswith("."):
-                        continue
-                    if entry.is_dir():
-                        stack.append(entry.path)
-                    elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
-                        found.append(entry.path)
-        except PermissionError as exc:
-            logger.warning("skipping unreadable folder %s (%s)", current, exc.strerror)
-    found.sort()
-    return found
-
-
 def read_file_list(path: str | os.PathLike) -> list[str]:
     """Absolute paths listed in a text file (one a line; ``#`` comments, blank lines ignored)."""
     path = Path(path)
@@ -103,7 +83,7 @@ def list_library(source: str | os.PathLike) -> tuple[Path, list[str]]:
     source = Path(source)
     if source.is_dir():
         root = source.resolve()
-        return root, _walk(str(root))
+        return root, [str(p) for p in list_images(root)]
     if source.is_file():
         return source.resolve().parent, read_file_list(source)
     raise FileNotFoundError(f"{source}: no such folder or file list")

@@ -16,10 +16,11 @@ This module reads files only (no torch): ``matseg.net`` builds the net from the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
+
+from matseg.io.hashing import sha256_file
 
 REGISTRY_NAME = "models.json"
 ENV_DIR = "MATSEG_MODELS_DIR"
@@ -68,14 +69,6 @@ def model_info(name: str | None = None, folder: str | os.PathLike | None = None)
         raise ModelNotAvailable(f"model {name!r} is not registered in {folder / REGISTRY_NAME} (registered: {known})")
     info = dict(reg["models"][name])
     return {**info, "name": name, "path": str(folder / info["file"])}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(name: str | None = None, folder: str | os.PathLike | None = None) -> dict:

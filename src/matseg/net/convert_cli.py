@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from matseg.models import sha256_file
+        from matseg.io.hashing import sha256_file
         from matseg.net.checkpoint import CheckpointError, load_reference_checkpoint, save_weights
     except ImportError:
         raise UsageError(TORCH_HINT) from None

@@ -142,7 +142,7 @@ class Predictor:
             self.source = {"model": info["name"], "sha256": info["sha256"]}
             model = load_model(info["path"], self.device)
         elif isinstance(model, (str, os.PathLike)):
-            from matseg.models import sha256_file
+            from matseg.io.hashing import sha256_file
 
             path = Path(model)
             self.source = {"weights": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None}
