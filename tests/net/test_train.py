@@ -296,3 +296,16 @@ def test_init_weights_fine_tunes_a_trained_net(tmp_path):
         _load_initial_weights(other, str(tmp_path / "trained.safetensors"))
     with pytest.raises(TrainError, match="model.init_weights: .*not found"):
         _load_initial_weights(other, str(tmp_path / "missing.safetensors"))
+
+
+def test_batch_shape_hint_only_for_cuda_runs_with_many_shapes():
+    from matseg.net.data import DataConfig
+    from matseg.net.train import CUDA_SHAPES_WARN, batch_shape_hint
+
+    wide = DataConfig(size_min=256, size_max=640)  # 13 x 13 sides in 32 px steps
+    assert len(wide.batch_shapes()) == 169 > CUDA_SHAPES_WARN
+    hint = batch_shape_hint(wide, "cuda")
+    assert hint.startswith("169 distinct batch shapes") and "size_multiple 32" in hint
+    assert batch_shape_hint(wide, "cpu") is None  # a CPU pays nothing per new shape
+    coarse = DataConfig(size_min=256, size_max=384, size_multiple=64)  # the GPU recipe: 3 x 3
+    assert len(coarse.batch_shapes()) == 9 and batch_shape_hint(coarse, "cuda") is None

@@ -92,6 +92,29 @@ def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
     return cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+#: On CUDA, more distinct batch shapes than this get a warning (see :func:`batch_shape_hint`).
+CUDA_SHAPES_WARN = 16
+
+
+def batch_shape_hint(data_cfg, device_type: str) -> str | None:
+    """A warning for CUDA runs with many distinct batch shapes, else ``None``.
+
+    On an H200 (docs/benchmarks.md) the first step of every new (images, height, width) shape cost
+    seconds, so 169 shapes (crops 256-640 px in 32 px steps) kept a run at under 1 image/s for
+    minutes; coarser crop steps (``data.size_multiple``) bound that one-off cost.
+    """
+    if device_type != "cuda":
+        return None
+    count = len(data_cfg.batch_shapes())
+    if count <= CUDA_SHAPES_WARN:
+        return None
+    return (
+        f"{count} distinct batch shapes (data.size_min {data_cfg.size_min}, size_max {data_cfg.size_max}, "
+        f"size_multiple {data_cfg.size_multiple}): on a GPU the first step of each new shape can take seconds; "
+        f"a larger data.size_multiple gives fewer (configs/default-model-gpu.yaml uses 64)"
+    )
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -463,6 +486,9 @@ class Trainer:
             raise TrainError(str(exc)) from None
         if not self.train_samples:
             raise TrainError(f"all {len(self.val_samples)} samples fell into the validation split; lower data.val_fraction")
+        hint = batch_shape_hint(cfg.data, self.device.type)
+        if hint and self.dist.main:
+            logger.warning("%s", hint)
 
     # -- setup
 
