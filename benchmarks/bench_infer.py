@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from matseg.net.infer import Predictor
+from matseg.net.infer_cli import add_precision_arg
 from matseg.net.model import DescriptorNet, ModelConfig
 
 
@@ -25,7 +26,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"))
+    add_precision_arg(ap)
     ap.add_argument("--encoder", action="append", default=[], help="also time a fresh net of this encoder")
     args = ap.parse_args()
     if args.threads:

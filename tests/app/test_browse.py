@@ -64,3 +64,13 @@ def test_shard_folders_browse_like_folders(tmp_path: Path):
     assert _decode(thumbnail(shards, "dataset", "0")).shape == _decode(thumbnail(published, "dataset", "0")).shape
     with pytest.raises(FileNotFoundError, match="no such sample"):
         sample_details(shards, "../etc")
+    # Repacked with fewer samples: lookups follow the new index.json (no stale cached sample).
+    import shutil
+
+    subset = tmp_path / "subset"
+    shutil.copytree(published / "2", subset / "2")
+    shutil.rmtree(shards)
+    pack(subset, shards, samples_per_shard=4)
+    assert sample_layer(shards, "2", "mask1") == sample_layer(published, "2", "mask1")
+    with pytest.raises(FileNotFoundError, match="no such sample"):
+        sample_details(shards, "1/1")

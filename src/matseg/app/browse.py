@@ -8,6 +8,7 @@ into files, so an item name can never reach outside the root.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -57,15 +58,25 @@ def _relative(root: Path, path) -> str:
     return "" if rel == "." else rel
 
 
+@lru_cache(maxsize=8)
+def _shard_samples_by_key(root: str, index_stamp: tuple[int, int]) -> dict:
+    """Key -> sample of a shard folder; cached per version of its index.json, so the grid's
+    thumbnail requests do not each parse an index that lists the whole dataset."""
+    from matseg.io.shards import shard_samples
+
+    return {sample.relative_name(): sample for sample in shard_samples(root)}
+
+
 def _sample(root: Path, item: str):
     """The sample ``item`` of a dataset: a folder inside ``root``, or a shard member by key."""
-    from matseg.io.shards import is_shard_folder, shard_samples
+    from matseg.io.shards import INDEX_NAME, is_shard_folder
 
     if is_shard_folder(root):
-        for sample in shard_samples(root):
-            if sample.relative_name() == item:
-                return sample
-        raise FileNotFoundError(f"{item}: no such sample in the shards of {root}")
+        index = (root / INDEX_NAME).stat()
+        sample = _shard_samples_by_key(str(root), (index.st_mtime_ns, index.st_size)).get(item)
+        if sample is None:
+            raise FileNotFoundError(f"{item}: no such sample in the shards of {root}")
+        return sample
     return resolve_inside(root, item)
 
 

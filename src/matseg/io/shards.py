@@ -118,10 +118,22 @@ def write_shard(out: str | os.PathLike, name: str, samples: list[tuple[str, dict
     out = Path(out)
     data, records = shard_bytes(samples)
     write_bytes_atomic(out / f"{name}.tar", data)
-    record = {"file": f"{name}.tar", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "samples": records,
-              **(extra or {})}  # fmt: skip
+    record = {**_shard_entry(f"{name}.tar", data, records), **(extra or {})}
     write_bytes_atomic(out / f"{name}.json", json_bytes(record, indent=None))
     return record
+
+
+def _shard_entry(file: str, data: bytes, records: list[dict]) -> dict:
+    """A shard's entry in ``index.json``: file name, size, content hash and sample records."""
+    return {"file": file, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "samples": records}
+
+
+def _write_index(out: Path, samples_per_shard: int, shards: list[dict]) -> dict:
+    """Write ``out/index.json`` listing ``shards`` (their entries) and return it."""
+    index = {"format": FORMAT, "version": VERSION, "samples_per_shard": samples_per_shard,
+             "samples": sum(len(s["samples"]) for s in shards), "shards": shards}  # fmt: skip
+    write_bytes_atomic(out / INDEX_NAME, json_bytes(index, indent=None))
+    return index
 
 
 def shard_done(out: str | os.PathLike, name: str) -> bool:
@@ -172,10 +184,7 @@ def build_index(out: str | os.PathLike, samples_per_shard: int) -> dict:
     for record_file in sorted(out.glob("shard-*.json")):
         record = load_json(record_file, ShardFormatError, "shard record")
         shards.append({k: record[k] for k in ("file", "size", "sha256", "samples")})
-    index = {"format": FORMAT, "version": VERSION, "samples_per_shard": samples_per_shard,
-             "samples": sum(len(s["samples"]) for s in shards), "shards": shards}  # fmt: skip
-    write_bytes_atomic(out / INDEX_NAME, json_bytes(index, indent=None))
-    return index
+    return _write_index(out, samples_per_shard, shards)
 
 
 def pack(root: str | os.PathLike, out: str | os.PathLike, samples_per_shard: int = 1000, progress=None) -> dict:
@@ -205,10 +214,8 @@ def pack(root: str | os.PathLike, out: str | os.PathLike, samples_per_shard: int
         else:
             data, records = shard_bytes([(_sample_key(root, f), _folder_files(f)) for f in group])
             write_bytes_atomic(out / name, data)
-            shards.append({"file": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "samples": records})
-        index = {"format": FORMAT, "version": VERSION, "samples_per_shard": samples_per_shard,
-                 "samples": sum(len(s["samples"]) for s in shards), "shards": shards}  # fmt: skip
-        write_bytes_atomic(out / INDEX_NAME, json_bytes(index, indent=None))
+            shards.append(_shard_entry(name, data, records))
+        index = _write_index(out, samples_per_shard, shards)
         if progress:
             progress(i + 1, len(groups))
     return index
@@ -216,14 +223,11 @@ def pack(root: str | os.PathLike, out: str | os.PathLike, samples_per_shard: int
 
 def _read_index(folder: str | Path) -> dict:
     path = _join(str(folder), INDEX_NAME)
-    if is_url(path):
-        try:
-            with _open(path) as fh:
-                index = json.loads(fh.read().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ShardFormatError(f"{path}: not a readable shard index ({exc})") from None
-    else:
-        index = load_json(path, ShardFormatError, "shard index")
+    try:
+        with _open(path) as fh:  # a local file or an fsspec URL alike
+            index = json.loads(fh.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ShardFormatError(f"{path}: not a readable shard index ({exc})") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(index.get("shards"), list):
         raise ShardFormatError(f"{path}: not a matseg shard index (format {FORMAT!r} expected)")
     if index.get("version", 0) > VERSION:

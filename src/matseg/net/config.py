@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from matseg.config import option, section
+from matseg.net import PRECISIONS
 from matseg.net.data import DataConfig
 
 CONFIG_NAME = "config.yaml"
@@ -81,7 +82,7 @@ class TrainConfig:
     checkpoint_every: int = option(2000, "write last.safetensors + state.pt every this many steps and at the end", "§1.8")
     keep_every: int = option(20000, "keep a permanent step_NNNNNNN.safetensors every this many steps (0: never)", "§1.8")
     device: str = option("auto", "auto (CUDA when available), cpu, cuda, cuda:N; under torchrun each rank uses cuda:LOCAL_RANK", "ours")
-    precision: str = option("auto", "auto (bf16 autocast on CPUs with native bf16 and on CUDA GPUs that support it; else fp32 on CPU, fp16 on CUDA), fp32, bf16, fp16 (CUDA, with gradient scaling)", "ours", choices=("auto", "fp32", "bf16", "fp16"))
+    precision: str = option("auto", "auto (bf16 autocast on CPUs with native bf16 and on CUDA GPUs that support it; else fp32 on CPU, fp16 on CUDA), fp32, bf16, fp16 (CUDA, with gradient scaling)", "ours", choices=PRECISIONS)
     channels_last: bool = option(True, "channels-last memory layout (faster convolutions on CPU and tensor cores; see docs/benchmarks.md)", "ours")
     threads: int = option(0, "torch intra-op threads per process (0: torch's default)", "ours")
     model: ModelConfig = section(ModelConfig, "the descriptor net")

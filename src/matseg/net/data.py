@@ -177,18 +177,16 @@ def split_samples(roots: list[str | os.PathLike], val_fraction: float, nested: b
             if not is_shard_folder(root):
                 raise FileNotFoundError(f"{root}: no shard index.json found at this URL (matseg shards pack writes one)")
             samples = shard_samples(root)
-            for sample in samples:
-                (val if is_validation(sample.relative_name(), val_fraction) else train).append(sample)
-            continue
-        root = Path(root)
-        if not root.exists():
-            raise FileNotFoundError(f"{root}: training data folder not found")
-        if not root.is_dir():
-            raise NotADirectoryError(f"{root}: not a folder")
-        samples = find_samples(root, nested=nested)
-        if not samples:
-            raise ValueError(f"{root}: no finished MatSeg sample folders (RGB__RGB.jpg + masks + Finished.txt) found")
-        for sample in samples:
+        else:
+            root = Path(root)
+            if not root.exists():
+                raise FileNotFoundError(f"{root}: training data folder not found")
+            if not root.is_dir():
+                raise NotADirectoryError(f"{root}: not a folder")
+            samples = find_samples(root, nested=nested)
+            if not samples:
+                raise ValueError(f"{root}: no finished MatSeg sample folders (RGB__RGB.jpg + masks + Finished.txt) found")
+        for sample in samples:  # shard samples split by their key (_split_key)
             (val if is_validation(_split_key(root, sample), val_fraction) else train).append(sample)
     return train, val
 

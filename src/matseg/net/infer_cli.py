@@ -9,6 +9,7 @@ from pathlib import Path
 import matseg
 from matseg import exit_codes
 from matseg.cli_common import UsageError
+from matseg.net import PRECISIONS
 
 TORCH_HINT = "this command needs PyTorch: pip install 'matseg[torch]'"
 
@@ -23,7 +24,7 @@ def _point(text: str) -> tuple[float, float]:
 
 def add_precision_arg(p: argparse.ArgumentParser) -> None:
     """``--precision`` of every command that runs a net for inference."""
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default); bf16/fp16 autocast; auto: bf16 where the CPU has native bf16 or on CUDA")  # fmt: skip
 
 

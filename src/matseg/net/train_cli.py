@@ -8,6 +8,7 @@ from pathlib import Path
 
 from matseg import exit_codes
 from matseg.cli_common import UsageError, add_config_args
+from matseg.net import PRECISIONS
 
 TORCH_HINT = "matseg train needs PyTorch: pip install 'matseg[torch]'"
 
@@ -39,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="master seed (config: seed)")
     p.add_argument("--lr", type=float, help="learning rate (config: optim.lr)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N (config: device)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="(config: precision)")
+    p.add_argument("--precision", choices=PRECISIONS, help="(config: precision)")
     p.add_argument("-w", "--workers", type=int, help="loader processes per training process (config: data.workers)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_args(p)
@@ -91,14 +92,16 @@ def _deep_update(base: dict, new: dict) -> None:
 
 
 def _data_folders(args: argparse.Namespace) -> list[Path | str]:
+    from matseg.io.shards import is_url
+
     if args.data:  # URLs (shard folders read through fsspec) stay strings
-        return [p if "://" in p else Path(p).expanduser().resolve() for p in args.data]
+        return [p if is_url(p) else Path(p).expanduser().resolve() for p in args.data]
     if args.resume:
         import json
 
         meta = args.out / "run.json"
         try:
-            return [p if "://" in p else Path(p) for p in json.loads(meta.read_text(encoding="utf-8"))["data"]]
+            return [p if is_url(p) else Path(p) for p in json.loads(meta.read_text(encoding="utf-8"))["data"]]
         except (OSError, ValueError, KeyError) as exc:
             raise UsageError(f"{meta}: cannot read the run's data folders ({exc}); pass DATA") from None
     raise UsageError("give at least one DATA folder (MatSeg-format samples)")

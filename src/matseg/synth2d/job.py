@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -85,21 +86,33 @@ def load_sources(cfg: InputsConfig) -> tuple[ImageSource, ImageSource]:
     return photos, textures
 
 
-def scene_shards(cfg, out_dir: Path) -> SceneShards | None:
-    """The shard layout of a generator config (``output.shard_size``), None for folders."""
-    out = cfg.output
-    return SceneShards(out_dir, cfg.num_scenes, out.shard_size, out.name_digits) if out.shard_size else None
+class SceneOutput:
+    """Output side of a scene generator's runner job (synth2d, synth3d): one work item per scene
+    folder, or one per shard with ``output.shard_size``. Needs ``self.cfg`` and ``self.out_dir``."""
+
+    @cached_property
+    def shards(self) -> SceneShards | None:
+        """The shard layout of ``output.shard_size``; None for folders."""
+        out = self.cfg.output
+        return SceneShards(self.out_dir, self.cfg.num_scenes, out.shard_size, out.name_digits) if out.shard_size else None
+
+    def items(self) -> list[WorkItem]:
+        seed = self.cfg.seed
+        if self.shards:
+            return [WorkItem(i, name, derive_seed(seed, i)) for i, name in enumerate(self.shards.names())]
+        digits = self.cfg.output.name_digits
+        return [WorkItem(i, f"{i:0{digits}d}", derive_seed(seed, i)) for i in range(self.cfg.num_scenes)]
+
+    def is_done(self, item: WorkItem) -> bool:
+        return self.shards.done(item.name) if self.shards else is_finished(self.out_dir / item.name)
+
+    def finish(self) -> None:
+        """After the run: the shard index of everything finished (a no-op for folders)."""
+        if self.shards:
+            self.shards.finish()
 
 
-def scene_items(cfg, shards: SceneShards | None) -> list[WorkItem]:
-    """A generator's work items: one per scene folder, or one per shard."""
-    if shards:
-        return [WorkItem(i, name, derive_seed(cfg.seed, i)) for i, name in enumerate(shards.names())]
-    digits = cfg.output.name_digits
-    return [WorkItem(i, f"{i:0{digits}d}", derive_seed(cfg.seed, i)) for i in range(cfg.num_scenes)]
-
-
-class Synth2DJob:
+class Synth2DJob(SceneOutput):
     """Runner job: item i -> ``<out>/<i zero-padded>/`` (see :mod:`matseg.runner`)."""
 
     name = "synth2d"
@@ -109,18 +122,6 @@ class Synth2DJob:
         self.out_dir = Path(out_dir)
         self.photos = photos
         self.textures = textures
-        self.shards = scene_shards(cfg, self.out_dir)
-
-    def items(self) -> list[WorkItem]:
-        return scene_items(self.cfg, self.shards)
-
-    def is_done(self, item: WorkItem) -> bool:
-        return self.shards.done(item.name) if self.shards else is_finished(self.out_dir / item.name)
-
-    def finish(self) -> None:
-        """After the run: the shard index of everything finished (a no-op for folders)."""
-        if self.shards:
-            self.shards.finish()
 
     def setup(self) -> None:
         import cv2

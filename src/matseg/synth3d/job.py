@@ -13,10 +13,10 @@ import numpy as np
 import matseg
 from matseg.config import to_dict
 from matseg.io.atomic import write_folder
-from matseg.io.dataset import FINISHED_NAME, encode_sample, is_finished, mask_file_name
+from matseg.io.dataset import FINISHED_NAME, encode_sample, mask_file_name
 from matseg.io.sources import ImageSource, default_photos
 from matseg.runner import ItemError, WorkItem, derive_seed
-from matseg.synth2d.job import scene_items, scene_shards
+from matseg.synth2d.job import SceneOutput
 from matseg.synth3d.config import Inputs3DConfig, Synth3DConfig
 
 # Keys that may change between runs into one folder without changing any finished scene.
@@ -75,7 +75,7 @@ def mask_materials(plan: dict) -> list[dict]:
     return out
 
 
-class Synth3DJob:
+class Synth3DJob(SceneOutput):
     """Runner job: item i -> ``<out>/<i zero-padded>/`` (see :mod:`matseg.runner`)."""
 
     name = "synth3d"
@@ -86,18 +86,6 @@ class Synth3DJob:
         self.inputs = inputs
         self.threads = threads
         self._next_attempt: dict[str, int] = {}
-        self.shards = scene_shards(cfg, self.out_dir)
-
-    def items(self) -> list[WorkItem]:
-        return scene_items(self.cfg, self.shards)
-
-    def is_done(self, item: WorkItem) -> bool:
-        return self.shards.done(item.name) if self.shards else is_finished(self.out_dir / item.name)
-
-    def finish(self) -> None:
-        """After the run: the shard index of everything finished (a no-op for folders)."""
-        if self.shards:
-            self.shards.finish()
 
     def setup(self) -> None:
         import cv2

@@ -33,16 +33,16 @@ def _resize_channels(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 @register_predictor("effnet", "ImageNet EfficientNet-Lite0 features (strides 4, 8, 16), upsampled (encoder=efficientnet_lite2: Lite2's)")
 class EfficientNetFeatures(DescriptorPredictor):
-    ENCODERS = ("efficientnet_lite0", "efficientnet_lite2")
-
     def __init__(self, max_side: int = 512, device: str = "cpu", encoder: str = "efficientnet_lite0"):
         _require_torch()
         import torch
 
-        from matseg.net.encoders import create_encoder
+        from matseg.net.encoders import available_encoders, create_encoder
 
-        if encoder not in self.ENCODERS:
-            raise ValueError(f"effnet: encoder must be one of {', '.join(self.ENCODERS)}, got {encoder!r}")
+        # The taps below (strides 4, 8, 16 of five) are those of the EfficientNet-Lite encoders.
+        lite = [name for name in available_encoders() if name.startswith("efficientnet_lite")]
+        if encoder not in lite:
+            raise ValueError(f"effnet: encoder must be one of {', '.join(lite)}, got {encoder!r}")
         try:
             self.encoder = create_encoder(encoder, pretrained=True).eval().to(device)
         except ImportError as exc:
