@@ -104,12 +104,14 @@ def _batch(n: int, size: int):
 class StepTimer:
     """One net + optimizer + batch; ``run(k)`` times k optimizer steps."""
 
-    def __init__(self, cfg: ModelConfig, batch: int, size: int, bf16: bool, channels_last: bool):
+    def __init__(self, cfg: ModelConfig, batch: int, size: int, bf16: bool, channels_last: bool, freeze_stride: int = 0):
         torch.manual_seed(0)
         self.net = DescriptorNet(cfg).train()
+        self.net.freeze_encoder(freeze_stride)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=1e-5, weight_decay=4e-5)
+        trained = [p for p in self.net.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(trained, lr=1e-5, weight_decay=4e-5)
         self.images, self.fractions, self.roi = _batch(batch, size)
         if channels_last:
             self.images = self.images.contiguous(memory_format=torch.channels_last)
@@ -145,7 +147,7 @@ def compare(timers: dict[str, StepTimer], rounds: int, steps: int) -> dict[str, 
     return rates
 
 
-def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, workers: int, recipe: Path | None = None) -> float:
+def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, workers: int | None, recipe: Path | None = None) -> float:
     """Images/s of the training loop; with ``recipe`` (a train config YAML) its data settings
     (crop sizes, batch budget, decode size, cache) replace the fixed ``size`` x ``batch``."""
     import yaml
@@ -158,13 +160,15 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
         if recipe:
             raw = yaml.safe_load(recipe.read_text())
             raw.update(loop)
-            raw.setdefault("data", {}).update({"val_fraction": 0.0, "workers": workers})
+            raw.setdefault("data", {})["val_fraction"] = 0.0
+            if workers is not None:
+                raw["data"]["workers"] = workers
             cfg = from_dict(TrainConfig, raw)
         else:
             cfg = from_dict(TrainConfig, {
                 **loop, "precision": precision,
                 "data": {"size_min": size, "size_max": size, "max_pixels": size * size * batch, "max_images": batch,
-                         "min_images": batch, "val_fraction": 0.0, "workers": workers},
+                         "min_images": batch, "val_fraction": 0.0, "workers": 1 if workers is None else workers},
             })  # fmt: skip
         batch = cfg.data.max_images
         trainer = Trainer(cfg, [data], Path(tmp) / "run", progress=False)
@@ -177,7 +181,7 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
     setting = f"recipe {recipe} (sides {cfg.data.size_min}-{cfg.data.size_max}, decode_max_side {cfg.data.decode_max_side}, " \
         f"cache {'on' if cfg.data.cache_dir else 'off'})" if recipe else f"{batch} x {size}x{size}"
     print(f"  {str(data)[-40:]:<40} {rate:6.2f} images/s in the loop (about {(steps + 2) * batch / wall:.2f} incl. start-up), "
-          f"{workers} loader worker(s), {cfg.precision}; {setting}")  # fmt: skip
+          f"{cfg.data.workers} loader worker(s), {cfg.precision}; {setting}")  # fmt: skip
     return rate
 
 
@@ -220,7 +224,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--threads", default="2", help="comma-separated torch thread counts to try")
     ap.add_argument("--data", type=Path, nargs="*", default=[], help="MatSeg folders for the end-to-end measurement")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=None, help="e2e loader processes (default: the recipe's data.workers, else 1)")
+    ap.add_argument("--freeze", default="4,8", help="lite: also time bf16 + channels-last with the encoder frozen to these strides (optim.freeze_encoder_stride)")
     ap.add_argument("--parts", default="lite,e2e,convnext", help="which measurements: lite, e2e, convnext, loader")
     ap.add_argument("--views", type=int, default=200, help="loader: training views to time")
     ap.add_argument("--recipe", type=Path, default=None, help="e2e: take the data settings from this train config (e.g. configs/default-model.yaml)")
@@ -239,6 +244,8 @@ def main() -> None:
             for bf16 in (False, True)
             for cl in (False, True)
         }
+        for stride in [int(s) for s in args.freeze.split(",") if s]:
+            timers[f"bf16, channels_last on, frozen to stride {stride}"] = StepTimer(lite, args.batch, args.size, True, True, stride)
         compare(timers, args.rounds, args.steps)
         del timers
     torch.set_num_threads(max(thread_counts))

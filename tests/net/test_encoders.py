@@ -185,3 +185,42 @@ def test_convnext_base_through_timm_feeds_the_descriptor_net(monkeypatch, tmp_pa
     # ImageNet normalisation: mid-grey maps near zero.
     x = net.encoder.normalize(torch.full((1, 3, 2, 2), 0.45 * 255))
     assert x.abs().max() < 0.3
+
+
+@pytest.mark.parametrize("variant", LITE_VARIANTS)
+def test_layers_to_stride_end_at_each_feature_tap(variant):
+    from matseg.net.encoders.efficientnet_lite import efficientnet_lite
+
+    model = efficientnet_lite(variant, pretrained=False).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        for stride, feat in zip(model.feature_strides, feats):
+            layers = model.layers_to_stride(stride)
+            assert layers[:2] == [model._conv_stem, model._bn0]
+            y = model.act(model._bn0(model._conv_stem(x)))
+            for block in layers[2:]:
+                y = block(y)
+            assert torch.equal(y, feat)  # the frozen part is exactly what produces that tap
+    assert model.layers_to_stride(0) == []
+    with pytest.raises(ValueError, match="one of .*got 3"):
+        model.layers_to_stride(3)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_conv_backward_runs_in_fp32_under_cpu_autocast(stride):
+    from matseg.net.encoders.efficientnet_lite import Conv2dSame
+
+    torch.manual_seed(0)
+    conv = Conv2dSame(8, 8, 5, stride, groups=8)
+    x = torch.rand(2, 8, 19, 22, requires_grad=True)
+    expected = conv(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        trained = conv(x)
+        with torch.no_grad():
+            inferred = conv(x)
+    assert trained.dtype == torch.float32 and torch.allclose(trained, expected, atol=1e-5)
+    assert inferred.dtype == torch.bfloat16  # inference keeps the faster bf16 forward
+    assert torch.allclose(inferred.float(), expected, atol=0.05)
+    trained.sum().backward()
+    assert x.grad.dtype == torch.float32 and conv.weight.grad is not None

@@ -309,3 +309,36 @@ def test_batch_shape_hint_only_for_cuda_runs_with_many_shapes():
     assert batch_shape_hint(wide, "cpu") is None  # a CPU pays nothing per new shape
     coarse = DataConfig(size_min=256, size_max=384, size_multiple=64)  # the GPU recipe: 3 x 3
     assert len(coarse.batch_shapes()) == 9 and batch_shape_hint(coarse, "cuda") is None
+
+
+def test_freeze_encoder_stride_keeps_those_layers_as_loaded(synth, tmp_path):
+    from matseg.net.model import DescriptorNet, ModelConfig
+    from matseg.net.train import parameter_groups
+
+    torch.manual_seed(0)
+    net = DescriptorNet(ModelConfig(pretrained=False))
+    net.freeze_encoder(4)
+    frozen = {id(p) for layer in net.encoder.layers_to_stride(4) for p in layer.parameters()}
+    assert frozen and all(not layer.training for layer in net.encoder.layers_to_stride(4))
+    net.eval().train()  # switching modes keeps the frozen layers' batch-norm statistics fixed
+    assert not net.encoder._bn0.training and net.encoder._blocks[3].training
+    for scale in (1.0, 0.5):
+        groups = parameter_groups(net, from_dict(TrainConfig, {"optim": {"encoder_lr_scale": scale}}).optim)
+        grouped = [id(p) for g in groups for p in g["params"]]
+        assert not frozen & set(grouped) and len(grouped) == len(list(net.parameters())) - len(frozen)
+
+    run = tmp_path / "frozen"
+    assert train([synth], run, "--set", "steps=3", "--set", "model.pretrained=true", "--set", "optim.freeze_encoder_stride=8") == 0
+    start = DescriptorNet(ModelConfig(pretrained=True, descriptor_dim=16, decoder_channels=[32, 16, 16], psp_channels=8)).state_dict()
+    after = load_file(str(run / "last.safetensors"))
+    stem_to_8 = [k for k in start if k.startswith(("encoder._conv_stem", "encoder._bn0", *(f"encoder._blocks.{i}." for i in range(5))))]
+    assert stem_to_8 and all(torch.equal(after[k], start[k]) for k in stem_to_8)  # weights and BN statistics as loaded
+    assert not torch.equal(after["encoder._blocks.5._project_conv.weight"], start["encoder._blocks.5._project_conv.weight"])
+
+    class NoStrides(torch.nn.Module):
+        pass
+
+    net.encoder = NoStrides()
+    net.freeze_encoder(0)  # nothing to freeze: fine for any encoder
+    with pytest.raises(ValueError, match="cannot freeze layers by stride"):
+        net.freeze_encoder(4)

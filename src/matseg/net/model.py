@@ -67,6 +67,26 @@ class DescriptorNet(nn.Module):
         self.up = nn.ModuleList([_conv_bn_gelu(d1, d1, 3), _conv_bn_gelu(d1, d2, 3), _conv_bn_gelu(d2, d3, 3)])
         self.skip = nn.ModuleList([_conv_bn_gelu(c16, d1, 1), _conv_bn_gelu(c8, d2, 1), _conv_bn_gelu(c4, d3, 1)])
         self.head = nn.Conv2d(d3, cfg.descriptor_dim, 1)
+        self._frozen: list[nn.Module] = []
+
+    def freeze_encoder(self, stride: int) -> None:
+        """Fix the encoder's layers up to output ``stride`` (0: none): no gradients, and their
+        batch-norm statistics stay as loaded (eval mode even while the net trains)."""
+        layers_to_stride = getattr(self.encoder, "layers_to_stride", None)
+        if layers_to_stride is None:
+            if stride:
+                raise ValueError(f"encoder {self.cfg.encoder!r} cannot freeze layers by stride (efficientnet_lite* can)")
+            return
+        self._frozen = layers_to_stride(stride)
+        for layer in self._frozen:
+            layer.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "DescriptorNet":
+        super().train(mode)
+        for layer in self._frozen:
+            layer.eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:

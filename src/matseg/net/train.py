@@ -322,16 +322,18 @@ def validation_loss(net: DescriptorNet, loader, device: torch.device, autocast_d
 
 
 def parameter_groups(net: DescriptorNet, cfg: OptimConfig) -> list[dict]:
-    """AdamW parameter groups: the decoder and head at ``lr``, the encoder at ``lr * encoder_lr_scale``.
+    """AdamW parameter groups: the decoder and head at ``lr``, the encoder at ``lr * encoder_lr_scale``;
+    frozen parameters (``freeze_encoder_stride``) in none.
 
     One group when the scale is 1, so runs saved before the option existed resume unchanged;
     the learning-rate schedule multiplies each group's own rate.
     """
+    trained = [p for p in net.parameters() if p.requires_grad]
     if cfg.encoder_lr_scale == 1:
-        return [{"params": list(net.parameters())}]
-    encoder = list(net.encoder.parameters())
-    in_encoder = {id(p) for p in encoder}
-    rest = [p for p in net.parameters() if id(p) not in in_encoder]
+        return [{"params": trained}]
+    in_encoder = {id(p) for p in net.encoder.parameters()}
+    encoder = [p for p in trained if id(p) in in_encoder]
+    rest = [p for p in trained if id(p) not in in_encoder]
     return [{"params": rest}, {"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale}]
 
 
@@ -497,6 +499,7 @@ class Trainer:
         net = DescriptorNet(self.cfg.model)
         if self.cfg.model.init_weights:
             _load_initial_weights(net, self.cfg.model.init_weights)
+        net.freeze_encoder(self.cfg.optim.freeze_encoder_stride)
         net = net.to(self.device)
         if self.cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)

@@ -81,7 +81,21 @@ class Conv2dSame(nn.Conv2d):
             top, bottom = same_padding(x.shape[-2], kernel, stride)
             left, right = same_padding(x.shape[-1], kernel, stride)
             x = nn.functional.pad(x, (left, right, top, bottom))
+        if self.groups > 1 and _cpu_bf16_backward(x, self.weight):
+            # oneDNN's bf16 depthwise backward is 2-6x slower than fp32 on the CPU (docs/benchmarks.md).
+            with torch.autocast("cpu", enabled=False):
+                return self._conv_forward(x.float(), self.weight, self.bias)
         return super().forward(x)
+
+
+def _cpu_bf16_backward(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True when this conv runs under CPU autocast and a backward pass through it will follow."""
+    return (
+        x.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.is_grad_enabled()
+        and (x.requires_grad or weight.requires_grad)
+    )
 
 
 class MBConvBlock(nn.Module):
@@ -149,6 +163,16 @@ class EfficientNetLite(nn.Module):
             if i in self._taps:
                 features.append(x)
         return features
+
+    def layers_to_stride(self, stride: int) -> list[nn.Module]:
+        """The stem and the blocks whose output has at most ``stride`` (0: none), in order; what a
+        fine-tune freezes to keep the ImageNet low-level features (and to skip their backward)."""
+        if stride not in (0, *self.feature_strides):
+            raise ValueError(f"stride must be 0 or one of {self.feature_strides}, got {stride}")
+        if stride == 0:
+            return []
+        last = self._taps[self.feature_strides.index(stride)]
+        return [self._conv_stem, self._bn0, *self._blocks[: last + 1]]
 
     def drop_classifier(self) -> "EfficientNetLite":
         """Remove the ImageNet head (1.7 M parameters an encoder does not use)."""
