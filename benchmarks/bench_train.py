@@ -153,6 +153,7 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
     import yaml
 
     from matseg.config import from_dict
+    from matseg.net.data import auto_workers
     from matseg.net.train import TrainConfig, Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -181,7 +182,7 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
     setting = f"recipe {recipe} (sides {cfg.data.size_min}-{cfg.data.size_max}, decode_max_side {cfg.data.decode_max_side}, " \
         f"cache {'on' if cfg.data.cache_dir else 'off'})" if recipe else f"{batch} x {size}x{size}"
     print(f"  {str(data)[-40:]:<40} {rate:6.2f} images/s in the loop (about {(steps + 2) * batch / wall:.2f} incl. start-up), "
-          f"{cfg.data.workers} loader worker(s), {cfg.precision}; {setting}")  # fmt: skip
+          f"{cfg.data.workers if cfg.data.workers >= 0 else auto_workers()} loader worker(s), {cfg.precision}; {setting}")  # fmt: skip
     return rate
 
 
