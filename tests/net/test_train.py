@@ -322,6 +322,10 @@ def test_freeze_encoder_stride_keeps_those_layers_as_loaded(synth, tmp_path):
     assert frozen and all(not layer.training for layer in net.encoder.layers_to_stride(4))
     net.eval().train()  # switching modes keeps the frozen layers' batch-norm statistics fixed
     assert not net.encoder._bn0.training and net.encoder._blocks[3].training
+    net.freeze_encoder(2)  # a second call replaces the first
+    assert net.encoder._blocks[1].training and net.encoder._blocks[1]._project_conv.weight.requires_grad
+    assert not net.encoder._blocks[0].training and not net.encoder._blocks[0]._project_conv.weight.requires_grad
+    net.freeze_encoder(4)
     for scale in (1.0, 0.5):
         groups = parameter_groups(net, from_dict(TrainConfig, {"optim": {"encoder_lr_scale": scale}}).optim)
         grouped = [id(p) for g in groups for p in g["params"]]

@@ -77,6 +77,8 @@ class DescriptorNet(nn.Module):
             if stride:
                 raise ValueError(f"encoder {self.cfg.encoder!r} cannot freeze layers by stride (efficientnet_lite* can)")
             return
+        for layer in self._frozen:  # a second call replaces the first
+            layer.requires_grad_(True)
         self._frozen = layers_to_stride(stride)
         for layer in self._frozen:
             layer.requires_grad_(False)

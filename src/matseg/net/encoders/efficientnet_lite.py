@@ -82,7 +82,7 @@ class Conv2dSame(nn.Conv2d):
             left, right = same_padding(x.shape[-1], kernel, stride)
             x = nn.functional.pad(x, (left, right, top, bottom))
         if self.groups > 1 and _cpu_bf16_backward(x, self.weight):
-            # oneDNN's bf16 depthwise backward is 2-6x slower than fp32 on the CPU (docs/benchmarks.md).
+            # oneDNN's bf16 depthwise backward is 1.5-5x slower than fp32 on the CPU (docs/benchmarks.md).
             with torch.autocast("cpu", enabled=False):
                 return self._conv_forward(x.float(), self.weight, self.bias)
         return super().forward(x)
