@@ -31,9 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from matseg.net.config import OptimConfig
 from matseg.net.encoders import _ENCODERS, register_encoder
 from matseg.net.loss import material_loss
 from matseg.net.model import DescriptorNet, ModelConfig
+from matseg.net.train import parameter_groups
 
 # ----------------------------------------------------------------------------- ConvNeXt-B, plain PyTorch
 
@@ -110,8 +112,8 @@ class StepTimer:
         self.net.freeze_encoder(freeze_stride)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        trained = [p for p in self.net.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(trained, lr=1e-5, weight_decay=4e-5)
+        optim = OptimConfig(lr=1e-5, weight_decay=4e-5)
+        self.opt = torch.optim.AdamW(parameter_groups(self.net, optim), lr=optim.lr, weight_decay=optim.weight_decay)
         self.images, self.fractions, self.roi = _batch(batch, size)
         if channels_last:
             self.images = self.images.contiguous(memory_format=torch.channels_last)
@@ -153,7 +155,7 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
     import yaml
 
     from matseg.config import from_dict
-    from matseg.net.data import auto_workers
+    from matseg.net.data import loader_workers
     from matseg.net.train import TrainConfig, Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -182,7 +184,7 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
     setting = f"recipe {recipe} (sides {cfg.data.size_min}-{cfg.data.size_max}, decode_max_side {cfg.data.decode_max_side}, " \
         f"cache {'on' if cfg.data.cache_dir else 'off'})" if recipe else f"{batch} x {size}x{size}"
     print(f"  {str(data)[-40:]:<40} {rate:6.2f} images/s in the loop (about {(steps + 2) * batch / wall:.2f} incl. start-up), "
-          f"{cfg.data.workers if cfg.data.workers >= 0 else auto_workers()} loader worker(s), {cfg.precision}; {setting}")  # fmt: skip
+          f"{loader_workers(cfg.data.workers)} loader worker(s), {cfg.precision}; {setting}")  # fmt: skip
     return rate
 
 

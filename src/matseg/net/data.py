@@ -600,6 +600,11 @@ def auto_workers(world: int = 1) -> int:
     return max(1, min(8, (os.cpu_count() or 2) // (2 * world)))
 
 
+def loader_workers(configured: int, world: int = 1) -> int:
+    """``data.workers`` resolved: the configured count, or :func:`auto_workers` for -1."""
+    return configured if configured >= 0 else auto_workers(world)
+
+
 def _worker_init(_worker_id: int) -> None:
     cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV threads would oversubscribe
     # Ctrl-C reaches the whole process group: the training process stops after its step and

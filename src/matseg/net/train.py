@@ -47,7 +47,7 @@ from matseg.net.checkpoint import read_metadata, save_weights
 from matseg.net.data import (
     BatchStream,
     MatSegTrainingSet,
-    auto_workers,
+    loader_workers,
     make_loader,
     split_samples,
     validation_plan,
@@ -637,7 +637,7 @@ class Trainer:
 
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         net.train()
-        workers = cfg.data.workers if cfg.data.workers >= 0 else auto_workers(d.world)
+        workers = loader_workers(cfg.data.workers, d.world)
         train_set = MatSegTrainingSet(self.train_samples, cfg.data, cfg.seed)
         stream = BatchStream(cfg.seed, len(self.train_samples), cfg.data, step, cfg.steps, d.rank, d.world)
         loader = make_loader(train_set, stream, workers, pin_memory=self.device.type == "cuda")
