@@ -1,8 +1,9 @@
 """Inference latency of the descriptor net on this machine (512x512 RGB -> descriptors).
 
 Target (issue 6): <= 0.3 s per 512x512 image on the CPU for the default encoder.
-Usage: python benchmarks/bench_infer.py [--size 512] [--repeats 10] [--threads N] [--encoder NAME ...]
-(--encoder: also time a fresh net of that encoder, e.g. efficientnet_lite2; same speed as a trained one)
+Usage: python benchmarks/bench_infer.py [--size 512] [--repeats 10] [--threads N] [--encoder NAME ...] [--tta]
+(--encoder: also time a fresh net of that encoder, e.g. efficientnet_lite2; same speed as a trained one;
+--tta: also time the test-time augmentation of `matseg predict --tta`)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from matseg.net.infer import Predictor
+from matseg.net.infer import TTA_PRESET, Predictor
 from matseg.net.infer_cli import add_precision_arg
 from matseg.net.model import DescriptorNet, ModelConfig
 
@@ -28,6 +29,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     add_precision_arg(ap)
     ap.add_argument("--encoder", action="append", default=[], help="also time a fresh net of this encoder")
+    ap.add_argument("--tta", action="store_true", help="also time each net with the --tta views")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -42,9 +44,12 @@ def main() -> None:
         nets = {"efficientnet_lite0 (random init)": DescriptorNet(ModelConfig(pretrained=False))}
     for name in args.encoder:
         nets[f"{name} (random init)"] = DescriptorNet(ModelConfig(encoder=name, pretrained=False))
-    for encoder, net in nets.items():
+    runs = [(name, net, {}) for name, net in nets.items()]
+    if args.tta:
+        runs += [(f"{name} + tta {TTA_PRESET}", net, TTA_PRESET) for name, net in nets.items()]
+    for encoder, net, views in runs:
         params = sum(p.numel() for p in net.parameters()) / 1e6
-        predictor = Predictor(net, device=args.device, max_side=args.size, precision=args.precision)
+        predictor = Predictor(net, device=args.device, max_side=args.size, precision=args.precision, **views)
         for _ in range(2):  # warm-up
             predictor.describe(image)
         times = []

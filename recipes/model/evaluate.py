@@ -52,13 +52,27 @@ def _matseg() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "matseg"]
 
 
+#: Predictors that take the test-time augmentation of ``matseg predict --tta``.
+TTA_CAPABLE = ("effnet",)
+
+
 def predictor_args(spec: str) -> list[str]:
-    """``matseg eval`` options of a predictor spec: a baseline name or ``net:FILE``."""
+    """``matseg eval`` options of a predictor spec: a baseline name or ``net:FILE``, either
+    followed by ``+tta`` for the test-time augmentation of ``matseg predict --tta``."""
+    spec, tta = spec.removesuffix("+tta"), spec.endswith("+tta")
     if spec.startswith("net:"):
         weights = spec[4:]
         args = ["--predictor", "matseg"]
-        return args if weights == "default" else [*args, "--predictor-arg", f"weights={Path(weights).resolve()}"]
-    return ["--predictor", spec]
+        if weights != "default":
+            args += ["--predictor-arg", f"weights={Path(weights).resolve()}"]
+        return [*args, "--predictor-arg", "tta=true"] if tta else args
+    args = ["--predictor", spec]
+    if tta:  # the same views as the nets' preset
+        from matseg.net.infer import TTA_PRESET
+
+        args += ["--predictor-arg", f"extra_sides={list(TTA_PRESET['extra_sides'])}",
+                 "--predictor-arg", f"flip={str(TTA_PRESET['flip']).lower()}"]  # fmt: skip
+    return args
 
 
 def run_eval(task: str, root: str, spec: str, out: Path, workers: int) -> dict | None:
@@ -96,10 +110,14 @@ def main() -> int:
     ap.add_argument("--masks", action="append", default=[], metavar="NAME=DIR", help="dataset of segments (IoU protocol)")
     ap.add_argument("--net", action="append", default=[], metavar="LABEL=FILE", help="trained net (.safetensors or 'default')")
     ap.add_argument("--baselines", default="colour,texture,effnet", help="comma-separated baseline predictors ('' for none)")
+    ap.add_argument("--tta", action="store_true",
+                    help="also evaluate every net and the effnet baseline with test-time augmentation (rows LABEL+tta)")  # fmt: skip
     ap.add_argument("-w", "--workers", type=int, default=1)
     args = ap.parse_args()
     benches, masks, nets = _pairs(args.bench, "--bench"), _pairs(args.masks, "--masks"), _pairs(args.net, "--net")
     predictors = {b: b for b in args.baselines.split(",") if b} | {label: f"net:{f}" for label, f in nets.items()}
+    if args.tta:
+        predictors |= {f"{label}+tta": f"{spec}+tta" for label, spec in predictors.items() if spec.startswith("net:") or spec in TTA_CAPABLE}
     if not predictors or not (benches or masks):
         ap.error("give at least one --bench/--masks dataset and one predictor")
     for name, root in {**benches, **masks}.items():

@@ -45,6 +45,7 @@ _API = {
     # descriptor net (appendix G; torch extra) and evaluation (§4)
     "load_model": "matseg.net.checkpoint",
     "Predictor": "matseg.net.infer",  # Predictor() = the shipped default model
+    "TTA_PRESET": "matseg.net.infer",  # Predictor(**TTA_PRESET): test-time augmentation
     "model_info": "matseg.models",
     "create_predictor": "matseg.evaluate.predictors",
     "available_predictors": "matseg.evaluate.predictors",

@@ -126,3 +126,12 @@ def test_browse_results_annotate_endpoints(client):
     assert r.get_json() == {"points": 37, "groups": 2, "files": ["data.json", "group_relations.txt"]}
     r = client.put(f"/api/bench/bench0/annotation/{stem}", json={"groups": {"1": [[1e6, 0, 5]]}, "relations": []})
     assert r.status_code == 400 and "outside the upright image" in r.get_json()["error"]
+
+
+def test_tta_option_reaches_the_model():
+    from matseg.app.server import _Model
+    from matseg.net.infer import TTA_PRESET
+
+    plain, tta = _Model(AppConfig(device="cpu")).predictor, _Model(AppConfig(device="cpu", tta=True)).predictor
+    assert plain.extra_sides == () and plain.flip is False
+    assert tta.extra_sides == TTA_PRESET["extra_sides"] and tta.flip is TTA_PRESET["flip"]

@@ -99,3 +99,25 @@ def test_config_and_listing_commands(capsys, tmp_path):
     assert "colour" in listing and "checkpoint (required)" in listing
     assert main(["eval", "masks", str(tmp_path), "--predictor", "texture", "--predictor-arg", "window=15", "--print-config"]) == 0
     assert "window: 15" in capsys.readouterr().out
+
+
+def test_saved_predictor_check_compares_shared_keys(tmp_path):
+    from matseg.cli_common import UsageError
+    from matseg.evaluate.cli import check_saved_predictor
+
+    old = tmp_path / "old"
+    old.mkdir()
+    # A folder of an older matseg: results.json only, without the newer 'flip' parameter.
+    (old / "results.json").write_text(json.dumps({"predictor": {"params": {"sha256": "aa", "max_side": 512}}}))
+    check_saved_predictor(old, {"sha256": "aa", "max_side": 512, "flip": False})
+    assert json.loads((old / "predictor.json").read_text())["params"]["flip"] is False  # recorded from now on
+    with pytest.raises(UsageError, match=r"another predictor setup \(flip: False there, True now\)"):
+        check_saved_predictor(old, {"sha256": "aa", "max_side": 512, "flip": True})
+    check_saved_predictor(old, {"sha256": "bb", "max_side": 512, "flip": True}, force=True)  # the user's choice
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    check_saved_predictor(fresh, {"sides": (384, 256)})
+    check_saved_predictor(fresh, {"sides": [384, 256]})  # tuples are saved as lists: the same
+    (fresh / "predictor.json").write_text("{oops")
+    with pytest.raises(UsageError, match="predictor.json: unreadable"):
+        check_saved_predictor(fresh, {})

@@ -19,6 +19,7 @@ from matseg.net.data import (
     drop_undominated,
     is_validation,
     plan_batch,
+    rescale_sample,
     roi_bbox,
     split_samples,
 )
@@ -116,6 +117,41 @@ def test_crop_enlarges_a_small_image():
     img, frac, out_roi = crop_to_batch(image, fractions, roi, 64, 64, np.random.default_rng(1), p_zoom_out=0.0)
     assert img.shape == (64, 64, 3) and out_roi.all()
     assert np.allclose(frac.sum(0), 1, atol=1e-5) and frac.min() >= 0
+
+
+def test_rescale_sample_keeps_masks_aligned():
+    image, fractions, roi = _halves(40, 60)
+    img, frac, out_roi = rescale_sample(image, fractions, roi, 0.5)
+    assert img.shape == (20, 30, 3) and img.dtype == np.uint8 and frac.shape == (2, 20, 30) and out_roi.shape == (20, 30)
+    # Pure columns stay pure: material 0 (red 255) on the left, 1 on the right; the pixel pairs
+    # straddling the cut at column 30 fall between output columns 14 and 15, so none are mixed.
+    assert np.allclose(frac[0, :, :15], 1) and np.allclose(frac[1, :, 15:], 1)
+    assert (img[:, :15, 0] == 255).all() and (img[:, 15:, 0] == 0).all() and out_roi.all()
+    big, big_frac, big_roi = rescale_sample(image, fractions, roi, 1.5)
+    assert big.shape == (60, 90, 3) and big_roi.all()
+    assert np.allclose(big_frac.sum(0), 1, atol=1e-5) and np.allclose(big_frac[0, :, :44], 1)
+    same = rescale_sample(image, fractions, roi, 1.0)
+    assert all(a is b for a, b in zip(same, (image, fractions, roi)))
+    with pytest.raises(ValueError, match="factor must be > 0, got 0"):
+        rescale_sample(image, fractions, roi, 0)
+
+
+def test_rescale_augmentation_changes_the_scale_seen(tiny_dataset):
+    train, _ = split_samples([tiny_dataset], 0.0)
+    base = _tiny_cfg()
+    zoom = _tiny_cfg(augment=AugmentConfig(p_any=0.0, p_rescale=1.0, rescale_range=[2.0, 2.0]))
+    plain, zoomed = MatSegTrainingSet(train, base, seed=5), MatSegTrainingSet(train, zoom, seed=5)
+    key = SlotKey(0, 0, 64, 64, 0)
+    a, b = plain.view(0, 64, 64, np.random.default_rng(1), train=True), zoomed.view(0, 64, 64, np.random.default_rng(1), train=True)
+    # Enlarged 2x, a 64 px window holds at most half as many material boundaries as a plain one
+    # and its pixels come in 2x2 near-copies (bilinear): neighbouring columns differ less.
+    assert np.abs(np.diff(b["image"], axis=1)).mean() < 0.75 * np.abs(np.diff(a["image"], axis=1)).mean()
+    # Off (p_rescale 0, the default) the random stream is the one of earlier releases.
+    assert AugmentConfig().p_rescale == 0
+    off = MatSegTrainingSet(train, _tiny_cfg(augment=AugmentConfig(rescale_range=[2.0, 2.0])), seed=5)
+    assert np.array_equal(off[key]["image"], MatSegTrainingSet(train, _tiny_cfg(), seed=5)[key]["image"])
+    with pytest.raises(ValueError, match="rescale_range must be"):
+        AugmentConfig(rescale_range=[0.0, 1.0])
 
 
 def test_crop_rejects_mismatched_arrays():

@@ -175,3 +175,79 @@ def test_point_descriptor_equals_full_grid_disc_mean():
             disc[min(36, round(cy)), min(52, round(cx))] = True
         expected = F.normalize(d[:, disc].mean(1), dim=0)
         assert torch.allclose(dmap.point_descriptor(x, y, radius), expected, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- test-time augmentation
+
+
+def test_view_sides_cap_and_deduplicate():
+    from matseg.net.infer import view_sides
+
+    assert view_sides((400, 600), 1024, (384, 256)) == [600, 384, 256]  # never enlarged
+    assert view_sides((300, 200), 1024, (384, 256)) == [300, 256]  # 384 > 300: the same view as 300
+    assert view_sides((1000, 2000), 700, ()) == [700]
+    assert view_sides((400, 600), 256, (384, 256)) == [256]  # nor above max_side
+
+
+def test_describe_views_hand_computed():
+    from matseg.net.infer import describe_views
+
+    image = np.zeros((8, 16, 3), np.uint8)
+    calls = []
+
+    def ramp(img, side):
+        """One map: the column index of the image it got, on a grid of side // 4 columns."""
+        calls.append((img[0, 0, 0], side))
+        cols = torch.arange(side // 4, dtype=torch.float32)
+        return [cols.expand(2, -1)[None].repeat(1, 1, 1)]
+
+    image[:, 0] = 7  # marks the unmirrored image
+    (single,) = describe_views(ramp, image, [16])
+    assert torch.equal(single, torch.arange(4.0).expand(1, 2, 4))  # one view: untouched
+    calls.clear()
+    (mirrored,) = describe_views(ramp, image, [16], flip=True)
+    # The mirrored view got the mirror image (column 0 is not 7) and its map was mirrored back:
+    # mean of [0, 1, 2, 3] and [3, 2, 1, 0] is 1.5 everywhere.
+    assert [c[0] for c in calls] == [7, 0] and torch.allclose(mirrored, torch.full((1, 2, 4), 1.5))
+    (scaled,) = describe_views(ramp, image, [16, 8])
+    # The 8 px view (2 columns: 0, 1) is resized bilinearly to the 4 columns of the first view.
+    half = torch.nn.functional.interpolate(torch.tensor([[[[0.0, 1.0]]]]), size=(1, 4), mode="bilinear", align_corners=False)[0, 0, 0]
+    assert torch.allclose(scaled[0, 0], (torch.arange(4.0) + half) / 2)
+    with pytest.raises(ValueError, match="at least one side"):
+        describe_views(ramp, image, [])
+
+
+def test_predictor_tta_is_unit_and_mirror_consistent(weights):
+    import skimage.data
+
+    from matseg.net.infer import TTA_PRESET
+
+    image = skimage.data.coffee()[:, :512]  # 400 x 512
+    plain = Predictor(weights, device="cpu", max_side=512)
+    tta = Predictor(weights, device="cpu", max_side=512, **TTA_PRESET)
+    assert tta.options == {"max_side": 512, "extra_sides": [384, 256], "flip": True, "precision": "fp32"}
+    a, b = plain.describe(image).descriptors, tta.describe(image).descriptors
+    assert a.shape == b.shape and torch.allclose(b.norm(dim=0), torch.ones(()), atol=1e-5)
+    assert not torch.allclose(a, b, atol=1e-3)
+    # Mirror-only TTA is symmetric: the mirrored image gives the mirrored descriptors.
+    flip = Predictor(weights, device="cpu", max_side=512, flip=True)
+    d, d_mirror = flip.describe(image).descriptors, flip.describe(np.ascontiguousarray(image[:, ::-1])).descriptors
+    assert torch.allclose(d, d_mirror.flip(-1), atol=1e-5)
+    with pytest.raises(ValueError, match="extra_sides must be >= 32, got 16"):
+        Predictor(weights, device="cpu", extra_sides=(16,))
+
+
+def test_predict_cli_tta_records_its_views(weights, tmp_path, capsys):
+    import json
+
+    import skimage.data
+
+    photo = tmp_path / "coffee.png"
+    Image.fromarray(skimage.data.coffee()).save(photo)
+    args = ["predict", str(photo), "--point", "100,50", "--weights", str(weights), "--device", "cpu", "--max-side", "512"]
+    assert main([*args, "-o", str(tmp_path / "plain")]) == 0
+    assert main([*args, "--tta", "-o", str(tmp_path / "tta")]) == 0
+    run = json.loads((tmp_path / "tta" / "run.json").read_text())
+    assert run["options"]["tta"] is True and run["options"]["extra_sides"] == [384, 256] and run["options"]["flip"] is True
+    plain, tta = np.load(tmp_path / "plain" / "coffee_p0.npy"), np.load(tmp_path / "tta" / "coffee_p0.npy")
+    assert plain.shape == tta.shape == (400, 600) and not np.array_equal(plain, tta)

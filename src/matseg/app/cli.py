@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from matseg.cli_common import UsageError
-from matseg.net.infer_cli import add_precision_arg
+from matseg.net.infer_cli import add_precision_arg, add_tta_arg
 
 APP_HINT = "matseg app needs Flask and PyTorch: pip install 'matseg[app,torch]'"
 
@@ -35,6 +35,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--max-side", type=int, default=None, help="longer side the net sees (default 1024; 700 for the authors' net)")
     add_precision_arg(p)
+    add_tta_arg(p)
     p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest accepted upload (default 50 MB)")
     p.add_argument("--max-megapixels", type=float, default=100.0, help="largest accepted image (default 100 Mpx)")
     p.add_argument("--cache-mb", type=float, default=1024.0, help="memory for images and descriptors (default 1024 MB)")
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: serving on {args.host}: anyone who can reach this machine can use the app and read the "
               "folders given on the command line", file=sys.stderr)  # fmt: skip
     config = AppConfig(weights=args.weights, data=args.data, results=args.results, bench=args.bench,
-                       device=args.device, max_side=args.max_side, precision=args.precision, max_upload_mb=args.max_upload_mb,
+                       device=args.device, max_side=args.max_side, precision=args.precision, tta=args.tta, max_upload_mb=args.max_upload_mb,
                        max_megapixels=args.max_megapixels, cache_mb=args.cache_mb,
                        allowed_hosts=LOCAL_HOSTS if local else ("*",))  # fmt: skip
     app = create_app(config)

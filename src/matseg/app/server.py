@@ -41,6 +41,7 @@ class AppConfig:
     device: str = "auto"
     max_side: int | None = None
     precision: str = "fp32"
+    tta: bool = False
     max_upload_mb: float = 50.0
     max_megapixels: float = 100.0
     cache_mb: float = 1024.0
@@ -57,10 +58,11 @@ class _Model:
     @property
     def predictor(self):
         if self._predictor is None:
-            from matseg.net.infer import Predictor
+            from matseg.net.infer import Predictor, tta_options
 
             cfg = self.config
-            self._predictor = Predictor(cfg.weights, device=cfg.device, max_side=cfg.max_side, precision=cfg.precision)
+            self._predictor = Predictor(cfg.weights, device=cfg.device, max_side=cfg.max_side, precision=cfg.precision,
+                                        **tta_options(cfg.tta))  # fmt: skip
         return self._predictor
 
     def describe(self, image):

@@ -27,8 +27,9 @@ material for all triplets, soft (partial-similarity) triplets and hard (relation
 paper's pooled form and the reference evaluator's per-pair form.
 ROOT holds images/ and data/<stem>/data.json|data.pkl [+ group_relations.txt].
 Output (-o): results.json, results.csv, images/<name>.json per image, panels/<name>.png
-(similarity maps for the first --panel-images images), config.yaml, summary.json.
-A rerun into the same folder skips images already evaluated."""
+(similarity maps for the first --panel-images images), config.yaml, predictor.json, summary.json.
+A rerun into the same folder skips images already evaluated; it is refused when the predictor's
+parameters differ (e.g. another model's sha256 behind the same arguments)."""
 
 MASKS_DESCRIPTION = """\
 Evaluate a predictor on a dataset of ground-truth segments (paper §4.2): for each segment,
@@ -36,7 +37,8 @@ Evaluate a predictor on a dataset of ground-truth segments (paper §4.2): for ea
 IoU with the segment, mean IoU. ROOT layouts: images/ + labels/ (integer label maps),
 MatSeg samples (RGB__RGB.jpg + mask*.png + Finished.txt, e.g. `matseg synth2d` output), or
 folders holding one image and mask*.png files (docs/formats.md).
-Output (-o): results.json, results.csv, images/<name>.json, panels/<name>.png, config.yaml, summary.json."""
+Output (-o): results.json, results.csv, images/<name>.json, panels/<name>.png, config.yaml, predictor.json,
+summary.json. Reruns resume like matseg-bench's."""
 
 # keys that may change between runs into one output folder without invalidating finished images
 RUN_ONLY_KEYS = ("panel_images",)
@@ -140,6 +142,38 @@ def _create_predictor(cfg):
         raise UsageError(str(exc)) from None
 
 
+def check_saved_predictor(out: Path, params: dict, force: bool = False) -> None:
+    """Refuse to resume results that another model made, then record this predictor's parameters.
+
+    The saved config holds the predictor's *arguments*; the same arguments can mean other weights
+    (the shipped default model after an upgrade, a checkpoint retrained at the same path), whose
+    sha256 only the predictor's *parameters* show. Only keys known to both are compared, so a
+    folder written by an older matseg, whose parameters lacked a newer option, still resumes.
+    ``predictor.json`` is written before any image, so an interrupted run is checked too.
+    """
+    import json
+
+    from matseg.io.atomic import write_json_atomic
+
+    current = json.loads(json.dumps(params))  # tuples -> lists, as saved
+    saved = None
+    for name, read in (("predictor.json", lambda d: d.get("params")), ("results.json", lambda d: d.get("predictor", {}).get("params"))):
+        try:
+            saved = read(json.loads((out / name).read_text()))
+            break
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, AttributeError) as exc:
+            raise UsageError(f"{out / name}: unreadable ({exc}); choose another --out") from None
+    if isinstance(saved, dict) and not force:
+        differ = {k: (saved[k], current[k]) for k in saved.keys() & current.keys() if saved[k] != current[k]}
+        if differ:
+            shown = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in sorted(differ.items()))
+            raise UsageError(f"{out} holds results of another predictor setup ({shown}): choose another --out "
+                             "(or --force-config to mix them)")  # fmt: skip
+    write_json_atomic(out / "predictor.json", {"params": current})
+
+
 def _run(args: argparse.Namespace, cfg, job_cls, entries) -> int:
     from matseg.evaluate.jobs import collect_results, results_document
     from matseg.evaluate.report import benchmark_csv, format_benchmark_table, format_mask_table, mask_csv
@@ -149,6 +183,7 @@ def _run(args: argparse.Namespace, cfg, job_cls, entries) -> int:
     predictor = _create_predictor(cfg)
     out = args.out or default_out_dir(Path(cfg.root), cfg.predictor.name, cfg.predictor.args)
     out = open_run(out, cfg, RUN_ONLY_KEYS, args.force_config)
+    check_saved_predictor(out, predictor.params(), args.force_config)
     job = job_cls(cfg, out, entries, tuple(args.imports))
     job.predictor = predictor  # used as is by an inline run; worker processes build their own
     if args.workers is None:

@@ -65,9 +65,11 @@ class AugmentConfig:
     brightness_range: list[float] = option([0.5, 1.15], "darken/lighten factor range", "§1.9")
     p_desaturate: float = option(0.2, "partial decolouring: image*r + gray*(1-r), r ~ U(0,1)", "§G.2, §1.9")
     p_grayscale: float = option(0.05, "full decolouring (paper §G.2; the reference has none, the probability is ours)", "§G.2")
+    p_rescale: float = option(0.0, "resize the whole sample by a factor from rescale_range before cropping (patterns seen at more scales); independent of p_any", "ours")
+    rescale_range: list[float] = option([0.5, 1.5], "rescale factor range, drawn log-uniformly", "ours")
 
     def __post_init__(self):
-        for name in ("p_any", "p_flip_lr", "p_flip_ud", "p_noise", "p_blur", "p_brightness", "p_desaturate", "p_grayscale"):
+        for name in ("p_rescale", "p_any", "p_flip_lr", "p_flip_ud", "p_noise", "p_blur", "p_brightness", "p_desaturate", "p_grayscale"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
@@ -75,6 +77,8 @@ class AugmentConfig:
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1]:
                 raise ValueError(f"{name} must be [low, high] with 0 <= low <= high, got {lo_hi}")
+        if len(self.rescale_range) != 2 or not 0 < self.rescale_range[0] <= self.rescale_range[1]:
+            raise ValueError(f"rescale_range must be [low, high] with 0 < low <= high, got {self.rescale_range}")
         if self.blur_kernel < 1 or self.blur_kernel % 2 == 0:
             raise ValueError(f"blur_kernel must be a positive odd number, got {self.blur_kernel}")
 
@@ -257,6 +261,33 @@ def _resize(a: np.ndarray, size_hw: tuple[int, int], shrink: bool) -> np.ndarray
     # Area averaging when shrinking (no aliasing from 1600 px to 256 px), bilinear when enlarging.
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     return cv2.resize(a, (size_hw[1], size_hw[0]), interpolation=interp)
+
+
+def rescale_sample(
+    image: np.ndarray, fractions: np.ndarray, roi: np.ndarray, factor: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resize a sample by ``factor`` (at least 1 px a side), keeping its masks aligned.
+
+    Args:
+        image: (H, W, 3) uint8 or float32 RGB.
+        fractions: (M, H, W) uint8 or float32 (proportions; blurred at segment edges when resized).
+        roi: (H, W) bool.
+        factor: > 0; below 1 shrinks with area averaging, above 1 enlarges bilinearly.
+
+    Returns:
+        ``(image, fractions, roi)`` of size ``(round(H * factor), round(W * factor))``, dtypes kept.
+    """
+    if factor <= 0:
+        raise ValueError(f"factor must be > 0, got {factor}")
+    h0, w0 = image.shape[:2]
+    size = (max(1, round(h0 * factor)), max(1, round(w0 * factor)))
+    if size == (h0, w0):
+        return image, fractions, roi
+    shrink = factor < 1
+    image = _resize(image, size, shrink)
+    fractions = np.stack([_resize(f, size, shrink) for f in fractions])
+    roi = _resize(roi.astype(np.float32), size, shrink) >= 0.5
+    return image, fractions, roi
 
 
 def crop_to_batch(
@@ -514,8 +545,14 @@ class MatSegTrainingSet:
     def view(self, index: int, height: int, width: int, rng: np.random.Generator, train: bool) -> dict:
         """One cropped (and, when training, augmented) view of sample ``index``."""
         sample = self._load(index)
+        image, fractions, roi = sample.image, sample.fractions, sample.roi
+        p_rescale = self.cfg.augment.p_rescale if train else 0.0
+        # Drawn only when enabled, so configs without it keep their exact random streams.
+        if p_rescale > 0 and rng.random() < p_rescale:
+            low, high = self.cfg.augment.rescale_range
+            image, fractions, roi = rescale_sample(image, fractions, roi, float(np.exp(rng.uniform(np.log(low), np.log(high)))))
         p_zoom = self.cfg.p_zoom_out if train else 1.0
-        image, fractions, roi = crop_to_batch(sample.image, sample.fractions, sample.roi, height, width, rng, p_zoom)
+        image, fractions, roi = crop_to_batch(image, fractions, roi, height, width, rng, p_zoom)
         if train:
             image, fractions, roi = augment(image, fractions, roi, rng, self.cfg.augment)
         fractions, roi = drop_undominated(fractions, roi)

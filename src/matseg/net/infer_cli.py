@@ -28,6 +28,13 @@ def add_precision_arg(p: argparse.ArgumentParser) -> None:
                    help="fp32 (default); bf16/fp16 autocast; auto: bf16 where the CPU has native bf16 or on CUDA")  # fmt: skip
 
 
+def add_tta_arg(p: argparse.ArgumentParser) -> None:
+    """``--tta`` of every command that runs a net for inference."""
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: the net also sees the image at 384 and 256 px and mirrored, "
+                   "descriptors averaged (more accurate on the dev set, about 3.6x slower; docs/model-card.md)")  # fmt: skip
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path, help="image files (EXIF orientation applied)")
     p.add_argument("--weights", type=Path, default=None,
@@ -37,6 +44,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-side", type=int, default=None,
                    help="longer side the net sees; larger images are resized (default: 1024, or 700 for the authors' net)")  # fmt: skip
     add_precision_arg(p)
+    add_tta_arg(p)
 
 
 def add_parser(subparsers) -> None:
@@ -68,11 +76,12 @@ def _load(args):
     try:
         from matseg.models import ModelNotAvailable
         from matseg.net.checkpoint import CheckpointError
-        from matseg.net.infer import Predictor
+        from matseg.net.infer import Predictor, tta_options
     except ImportError:
         raise UsageError(TORCH_HINT) from None
     try:
-        predictor = Predictor(args.weights, device=args.device, max_side=args.max_side, precision=args.precision)
+        predictor = Predictor(args.weights, device=args.device, max_side=args.max_side, precision=args.precision,
+                              **tta_options(args.tta))  # fmt: skip
     except (CheckpointError, ModelNotAvailable, ValueError) as exc:
         raise UsageError(str(exc)) from None
     what = predictor.source.get("model") or predictor.source.get("weights")
@@ -90,7 +99,7 @@ def _for_each_image(args, default_out: str, work) -> int:
     out = prepare_output_dir(args.out or Path(default_out))
     # What produced the files: the model (version and sha256, or file and sha256) and the options.
     options = {k: v for k, v in vars(args).items() if k not in ("handler", "images", "weights", "out", "verbose")}
-    options["max_side"] = predictor.max_side  # the effective value (the default depends on the net)
+    options.update(predictor.options)  # the effective values (the default max_side depends on the net)
     write_json_atomic(out / "run.json", {"command": default_out.rsplit("/", 1)[-1], "model": predictor.source,
                                          "images": [str(p) for p in args.images], "options": options,
                                          "matseg_version": matseg.__version__})  # fmt: skip
