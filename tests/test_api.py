@@ -4,7 +4,7 @@ import sys
 import matseg
 
 
-TORCH_NAMES = {"load_model", "Predictor"}  # the public names that need the torch extra
+TORCH_NAMES = {"load_model", "Predictor", "TTA_PRESET"}  # the public names that need the torch extra
 
 
 def test_public_api_resolves():
