@@ -181,7 +181,7 @@ class Predictor:
         extra_sides: test-time augmentation: the net also sees the image at these longer sides
             (never enlarged) and the descriptors are averaged on the ``max_side`` grid;
             ``flip``: mirrored views too. :data:`TTA_PRESET` is the measured best; each view
-            costs a pass (the preset: about 3.6x the time of one pass at 512 px).
+            costs a pass (the preset: about 3.5x the time of one pass at 512 px).
 
     ``source`` says which weights are loaded, for the records of every output: ``{"model":
     version name, "sha256": ...}`` for a shipped model, ``{"weights": path, "sha256": ...}``

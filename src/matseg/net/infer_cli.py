@@ -32,7 +32,7 @@ def add_tta_arg(p: argparse.ArgumentParser) -> None:
     """``--tta`` of every command that runs a net for inference."""
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: the net also sees the image at 384 and 256 px and mirrored, "
-                   "descriptors averaged (more accurate on the dev set, about 3.6x slower; docs/model-card.md)")  # fmt: skip
+                   "descriptors averaged (more accurate on the dev set, about 3.5x slower; docs/model-card.md)")  # fmt: skip
 
 
 def _common(p: argparse.ArgumentParser) -> None:
