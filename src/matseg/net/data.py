@@ -263,6 +263,14 @@ def _resize(a: np.ndarray, size_hw: tuple[int, int], shrink: bool) -> np.ndarray
     return cv2.resize(a, (size_hw[1], size_hw[0]), interpolation=interp)
 
 
+def _resize_sample(image: np.ndarray, fractions: np.ndarray, roi: np.ndarray, size_hw: tuple[int, int], shrink: bool):
+    """Image, every fraction map and the ROI (kept where at least half covered) resized alike."""
+    image = _resize(image, size_hw, shrink)
+    fractions = np.stack([_resize(f, size_hw, shrink) for f in fractions])
+    roi = _resize(roi.astype(np.float32), size_hw, shrink) >= 0.5
+    return image, fractions, roi
+
+
 def rescale_sample(
     image: np.ndarray, fractions: np.ndarray, roi: np.ndarray, factor: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -283,11 +291,7 @@ def rescale_sample(
     size = (max(1, round(h0 * factor)), max(1, round(w0 * factor)))
     if size == (h0, w0):
         return image, fractions, roi
-    shrink = factor < 1
-    image = _resize(image, size, shrink)
-    fractions = np.stack([_resize(f, size, shrink) for f in fractions])
-    roi = _resize(roi.astype(np.float32), size, shrink) >= 0.5
-    return image, fractions, roi
+    return _resize_sample(image, fractions, roi, size, shrink=factor < 1)
 
 
 def crop_to_batch(
@@ -327,10 +331,7 @@ def crop_to_batch(
     zoom_out = rng.random() < p_zoom_out
     if cover > 1 or (not box_fits and zoom_out):
         new_h, new_w = max(height, round(h0 * cover)), max(width, round(w0 * cover))
-        shrink = cover < 1
-        image = _resize(image, (new_h, new_w), shrink)
-        fractions = np.stack([_resize(f, (new_h, new_w), shrink) for f in fractions])
-        roi = _resize(roi.astype(np.float32), (new_h, new_w), shrink) >= 0.5
+        image, fractions, roi = _resize_sample(image, fractions, roi, (new_h, new_w), shrink=cover < 1)
         sy, sx = new_h / h0, new_w / w0
         y0, y1 = math.floor(y0 * sy), min(new_h, math.ceil(y1 * sy))
         x0, x1 = math.floor(x0 * sx), min(new_w, math.ceil(x1 * sx))
