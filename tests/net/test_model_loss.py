@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch extra not installed (pip install 'matseg[torch]')")
 import torch.nn.functional as F  # noqa: E402
 
-from matseg.net.loss import material_descriptors, material_loss  # noqa: E402
+from matseg.net.loss import encoder_reference, material_descriptors, material_loss, rank_loss  # noqa: E402
 from matseg.net.model import DescriptorNet, ModelConfig  # noqa: E402
 
 
@@ -106,3 +106,85 @@ def test_loss_decreases_when_fitting_descriptors_directly():
         loss.backward()
         opt.step()
     assert loss.item() < first * 0.2
+
+
+def _three_columns(net_dirs, ref_dirs):
+    """One image, 1 x 3 grid: column k is material k; descriptors and reference set per column."""
+    frac = torch.eye(3).view(1, 3, 1, 3)
+    desc = torch.tensor(net_dirs, dtype=torch.float32).T.reshape(1, -1, 1, 3)
+    ref = torch.tensor(ref_dirs, dtype=torch.float32).T.reshape(1, -1, 1, 3)
+    return desc, ref, frac, torch.ones(1, 1, 3, dtype=torch.bool)
+
+
+# S_net: s01 = 0, s02 = -1, s12 = 0.  S_ref: s01 = 0.6, s02 = 0.8, s12 = 0.96.
+NET_DIRS = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]
+REF_DIRS = [[1.0, 0.0], [0.6, 0.8], [0.8, 0.6]]
+
+
+def test_rank_loss_hand_computed():
+    desc, ref, frac, roi = _three_columns(NET_DIRS, REF_DIRS)
+    # Reference gaps > 0.05: (0,2,1) 0.2, (1,2,0) 0.36, (2,1,0) 0.16; the net's gaps there:
+    # -1, 0, 1 -> hinges relu(0.1 + 1) = 1.1, relu(0.18 - 0) = 0.18, relu(0.08 - 1) = 0.
+    loss, stats = rank_loss(desc, ref, frac, roi, scale=0.5, margin=0.05)
+    assert stats == {"triplets": 3}
+    assert loss.item() == pytest.approx((1.1 + 0.18 + 0.0) / 3, abs=1e-6)
+    # A larger margin leaves only the 0.36 gap; scale 1 asks for all of it.
+    loss, stats = rank_loss(desc, ref, frac, roi, scale=1.0, margin=0.2)
+    assert stats == {"triplets": 1} and loss.item() == pytest.approx(0.36, abs=1e-6)
+
+
+def test_rank_loss_is_zero_when_the_net_keeps_the_reference_order():
+    desc, ref, frac, roi = _three_columns(REF_DIRS, REF_DIRS)
+    loss, stats = rank_loss(desc, ref, frac, roi)
+    assert stats["triplets"] == 3 and loss.item() == 0.0
+
+
+def test_rank_loss_gradient_reaches_descriptors_only():
+    desc, ref, frac, roi = _three_columns(NET_DIRS, REF_DIRS)
+    desc.requires_grad_(True)
+    ref.requires_grad_(True)
+    loss, _ = rank_loss(desc, ref, frac, roi)
+    loss.backward()
+    assert desc.grad is not None and desc.grad.abs().sum() > 0
+    assert ref.grad is None
+    # A step against the gradient lowers the loss.
+    moved = (desc - 0.1 * desc.grad).detach()
+    assert rank_loss(moved, ref, frac, roi)[0] < loss
+
+
+def test_rank_loss_needs_three_materials_and_validates_input():
+    desc, ref, frac, roi = _three_columns(NET_DIRS, REF_DIRS)
+    roi[0, 0, 2] = False  # material 2 is outside the ROI: two materials left
+    desc.requires_grad_(True)
+    loss, stats = rank_loss(desc, ref, frac, roi)
+    assert stats == {"triplets": 0} and loss.item() == 0.0
+    loss.backward()  # a zero that keeps the graph
+    with pytest.raises(ValueError, match="one grid"):
+        rank_loss(desc, ref[..., :2], frac, roi)
+    with pytest.raises(ValueError, match="scale >= 0"):
+        rank_loss(desc, ref, frac, roi, scale=-1)
+
+
+def test_encoder_reference_is_unit_length_cropped_and_detached():
+    torch.manual_seed(0)
+    f4 = torch.randn(2, 4, 4, 6, requires_grad=True)
+    taps = [f4, torch.randn(2, 8, 2, 3), torch.randn(2, 16, 1, 2)]
+    ref = encoder_reference(taps, (3, 5))
+    assert ref.shape == (2, 28, 3, 5) and not ref.requires_grad
+    assert torch.allclose(ref.norm(dim=1), torch.ones(2, 3, 5), atol=1e-5)
+    # The finest tap's share is that tap normalised, scaled by 1/sqrt(3).
+    assert torch.allclose(ref[:, :4], F.normalize(f4.detach(), dim=1)[..., :3, :5] / 3**0.5, atol=1e-6)
+    with pytest.raises(ValueError, match="exceeds"):
+        encoder_reference(taps, (5, 5))
+
+
+def test_model_returns_encoder_taps_on_request():
+    net = DescriptorNet(ModelConfig(pretrained=False)).eval()
+    images = torch.rand(1, 3, 100, 130) * 255
+    with torch.no_grad():
+        plain = net(images)
+        desc, taps = net(images, with_taps=True)
+    assert torch.equal(plain, desc)
+    # Strides 4, 8, 16 of the image padded to 128 x 160.
+    assert [tuple(t.shape[-2:]) for t in taps] == [(32, 40), (16, 20), (8, 10)]
+    assert encoder_reference(taps, tuple(desc.shape[-2:])).shape[-2:] == desc.shape[-2:]

@@ -346,3 +346,25 @@ def test_freeze_encoder_stride_keeps_those_layers_as_loaded(synth, tmp_path):
     net.freeze_encoder(0)  # nothing to freeze: fine for any encoder
     with pytest.raises(ValueError, match="cannot freeze layers by stride"):
         net.freeze_encoder(4)
+
+
+def test_rank_term_trains_and_is_logged(synth, tmp_path):
+    run = tmp_path / "rank"
+    frozen = ["--set", "model.pretrained=true", "--set", "optim.freeze_encoder_stride=16", "--set", "log_every=2"]
+    assert train([synth], run, "--set", "steps=4", *frozen, "--set", "loss.rank_weight=0.5") == 0
+    rows = metrics(run)
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    assert all(float(r["rank_loss"]) >= 0 for r in rows)
+    assert "rank_weight: 0.5" in (run / "config.yaml").read_text()
+    # Off (the default): the column stays empty.
+    off = tmp_path / "off"
+    assert train([synth], off, "--set", "steps=2", *frozen) == 0
+    assert [r["rank_loss"] for r in metrics(off)] == [""]
+
+
+def test_rank_term_needs_the_frozen_pretrained_encoder():
+    for optim, model in (({"freeze_encoder_stride": 8}, {}), ({"freeze_encoder_stride": 16}, {"pretrained": False})):
+        with pytest.raises(ValueError, match="rank_weight 0.2 needs optim.freeze_encoder_stride >= 16"):
+            from_dict(TrainConfig, {"loss": {"rank_weight": 0.2}, "optim": optim, "model": model})
+    with pytest.raises(ValueError, match="must be >= 0"):
+        from_dict(TrainConfig, {"loss": {"rank_margin": -0.1}})

@@ -66,10 +66,18 @@ class LossConfig:
 
     temperature: float = option(0.2, "softmax temperature", "§G.1")
     target: str = option("hard", "hard: one-hot by the highest fraction (paper); soft: the reference code's soft targets scaled by 1/M", "§G.1, §1.8", choices=("hard", "soft"))
+    rank_weight: float = option(0.0, "weight of the rank term (matseg.net.loss.rank_loss): the net keeps the frozen ImageNet encoder's ranking of material similarities, which teaches partial similarity; needs optim.freeze_encoder_stride >= 16 and a pretrained encoder. 0: off, as the paper", "ours")
+    rank_scale: float = option(0.5, "rank term: share of the ImageNet features' similarity gap the descriptors must reproduce", "ours")
+    rank_margin: float = option(0.05, "rank term: ImageNet similarity gaps at or below this are ties and constrain nothing", "ours")
 
     def __post_init__(self):
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.rank_weight < 0 or self.rank_scale < 0 or self.rank_margin < 0:
+            raise ValueError(
+                f"rank_weight, rank_scale and rank_margin must be >= 0, got "
+                f"{self.rank_weight}, {self.rank_scale}, {self.rank_margin}"
+            )
 
 
 @dataclass
@@ -101,6 +109,13 @@ class TrainConfig:
             raise ValueError(f"keep_every and threads must be >= 0, got {self.keep_every}, {self.threads}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        # The rank term's teacher is the encoder up to stride 16: it must stay ImageNet's.
+        if self.loss.rank_weight and (self.optim.freeze_encoder_stride < 16 or not self.model.pretrained):
+            raise ValueError(
+                f"loss.rank_weight {self.loss.rank_weight} needs optim.freeze_encoder_stride >= 16 and "
+                f"model.pretrained true (got {self.optim.freeze_encoder_stride}, {self.model.pretrained}): "
+                f"its reference is the pretrained encoder's fixed features"
+            )
 
 
 # Keys that may differ when a run is resumed: they change when and where, not what, is computed.

@@ -16,6 +16,11 @@ Two target definitions:
   ``-mean_pixels(roi * mean_materials(fraction * log p))``, i.e. divided by the number of
   materials in the batch (so its scale changes with the batch), with an epsilon in the log
   (the reference had none).
+
+An optional second term (ours, :func:`rank_loss`, ``loss.rank_weight``) keeps the pretrained
+encoder's *ranking* of material similarities: the contrastive loss only says "same material or
+not", so nothing teaches the net which of two other materials is the closer one (partial
+similarity, the benchmark's soft triplets), while ImageNet features rank those well.
 """
 
 from __future__ import annotations
@@ -42,6 +47,13 @@ def material_descriptors(descriptors: torch.Tensor, members: torch.Tensor) -> tu
     sums = torch.einsum("bmhw,bdhw->bmd", members.to(descriptors.dtype), descriptors)
     present = members.flatten(2).sum(-1) > 0
     return F.normalize(sums[present], dim=-1), present
+
+
+def _soft_members(fractions: torch.Tensor, roi: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels (at ``size``) whose fraction of a material exceeds 0.5, inside the ROI; and the ROI."""
+    frac = _downsample(fractions.float(), size)
+    valid = _downsample(roi[:, None].float(), size)[:, 0] > 0.5
+    return (frac > 0.5) & valid[:, None], valid
 
 
 def material_loss(
@@ -75,14 +87,11 @@ def material_loss(
         raise ValueError(f"target must be 'hard' or 'soft', got {target!r}")
     size = tuple(descriptors.shape[-2:])
     frac = _downsample(fractions.float(), size)
-    valid = _downsample(roi[:, None].float(), size)[:, 0] > 0.5
-    num_slots = frac.shape[1]
+    members, valid = _soft_members(fractions, roi, size)
     if target == "hard":
         labels = frac.argmax(1)
         valid &= frac.amax(1) > 0
-        members = F.one_hot(labels, num_slots).permute(0, 3, 1, 2) * valid[:, None]
-    else:
-        members = (frac > 0.5) & valid[:, None]
+        members = F.one_hot(labels, frac.shape[1]).permute(0, 3, 1, 2) * valid[:, None]
     materials, present = material_descriptors(descriptors, members)
     num_materials = materials.shape[0]
     stats = {"materials": int(num_materials), "pixels": int(valid.sum())}
@@ -114,3 +123,83 @@ def material_loss(
         correct = (predicted == own)[valid & (soft.amax(1) > 0)]
     stats["accuracy"] = float(correct.float().mean()) if correct.numel() else float("nan")
     return loss, stats
+
+
+def encoder_reference(taps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """Per-pixel reference features from encoder taps: each tap L2-normalised per pixel,
+    resized (bilinear) to the first tap's grid, concatenated, cropped to ``size`` and scaled by
+    1/sqrt(number of taps) so the result is unit length. Detached: a fixed teacher.
+
+    Args:
+        taps: feature maps (B, C_t, h_t, w_t), finest first (e.g. strides 4, 8, 16 of the
+            padded image, as ``DescriptorNet(images, with_taps=True)`` returns them).
+        size: (h, w) to crop to, at most the first tap's size (the descriptor grid).
+
+    Returns:
+        (B, sum C_t, h, w) float32, unit length per pixel.
+    """
+    if not taps:
+        raise ValueError("encoder_reference needs at least one tap")
+    grid = tuple(taps[0].shape[-2:])
+    if size[0] > grid[0] or size[1] > grid[1]:
+        raise ValueError(f"size {tuple(size)} exceeds the first tap's grid {grid}")
+    parts = []
+    for tap in taps:
+        tap = F.normalize(tap.detach().float(), dim=1)
+        if tuple(tap.shape[-2:]) != grid:
+            tap = F.normalize(F.interpolate(tap, size=grid, mode="bilinear", align_corners=False), dim=1)
+        parts.append(tap)
+    return torch.cat(parts, 1)[..., : size[0], : size[1]] / len(parts) ** 0.5
+
+
+def rank_loss(
+    descriptors: torch.Tensor,
+    reference: torch.Tensor,
+    fractions: torch.Tensor,
+    roi: torch.Tensor,
+    scale: float = 0.5,
+    margin: float = 0.05,
+) -> tuple[torch.Tensor, dict]:
+    """Hinge that keeps the reference's ranking of material similarities in the descriptors.
+
+    Materials are averaged (pixels with fraction > 0.5 inside the ROI) over the whole batch, in
+    both the descriptors and the reference, giving cosine matrices ``S_net`` and ``S_ref``
+    (K x K). For every ordered triplet (i, j, l) with j != i != l where the reference puts j
+    closer to i than l by more than ``margin`` (``dS_ref = S_ref[i,j] - S_ref[i,l] > margin``),
+    the loss is the mean of ``relu(scale * dS_ref - dS_net)``: the net must rank j above l by at
+    least ``scale`` times the reference's gap. Gradients reach the descriptors only.
+
+    Args:
+        descriptors: (B, D, h, w) unit-length descriptors.
+        reference: (B, C, h, w) reference features (:func:`encoder_reference`), same grid.
+        fractions: (B, M, H, W) material fractions in [0, 1]; roi: (B, H, W), as :func:`material_loss`.
+        scale: share of the reference's similarity gap the net must reproduce (>= 0).
+        margin: reference gaps at or below this are ties and set no constraint (>= 0).
+
+    Returns:
+        ``(loss, stats)``: scalar (a graph-keeping zero when there are fewer than 3 materials or
+        no constrained triplet) and ``{"triplets": number of constrained triplets}``.
+    """
+    if descriptors.ndim != 4 or reference.ndim != 4 or descriptors.shape[0] != reference.shape[0] \
+            or descriptors.shape[-2:] != reference.shape[-2:]:  # fmt: skip
+        raise ValueError(
+            f"expected descriptors (B,D,h,w) and reference (B,C,h,w) on one grid; got "
+            f"{tuple(descriptors.shape)}, {tuple(reference.shape)}"
+        )
+    if scale < 0 or margin < 0:
+        raise ValueError(f"need scale >= 0 and margin >= 0, got {scale}, {margin}")
+    members, _ = _soft_members(fractions, roi, tuple(descriptors.shape[-2:]))
+    net, present = material_descriptors(descriptors, members)
+    zero = descriptors.sum() * 0.0
+    if net.shape[0] < 3:
+        return zero, {"triplets": 0}
+    ref, _ = material_descriptors(reference.detach().to(descriptors.dtype), members)
+    s_net, s_ref = net @ net.T, ref @ ref.T
+    eye = torch.eye(net.shape[0], dtype=torch.bool, device=net.device)
+    d_net = s_net[:, :, None] - s_net[:, None, :]  # [i, j, l] = S[i, j] - S[i, l]
+    d_ref = s_ref[:, :, None] - s_ref[:, None, :]
+    constrained = (d_ref > margin) & ~eye[:, :, None] & ~eye[:, None, :]
+    count = int(constrained.sum())
+    if not count:
+        return zero, {"triplets": 0}
+    return F.relu(scale * d_ref - d_net)[constrained].mean(), {"triplets": count}

@@ -51,6 +51,8 @@ class DescriptorNet(nn.Module):
 
     ``forward(images)``: ``images`` (B, 3, H, W) float RGB in 0-255 (any H, W; padded
     internally to a multiple of 32) -> (B, D, H/4, W/4) descriptors, unit length per pixel.
+    ``forward(images, with_taps=True)`` -> ``(descriptors, [f4, f8, f16])``: also the encoder's
+    features at strides 4, 8 and 16 of the padded image (the rank loss's reference).
     """
 
     def __init__(self, cfg: ModelConfig | None = None):
@@ -90,7 +92,7 @@ class DescriptorNet(nn.Module):
             layer.eval()
         return self
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, with_taps: bool = False):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
         h, w = images.shape[-2:]
@@ -107,7 +109,8 @@ class DescriptorNet(nn.Module):
             x = F.interpolate(x, size=y.shape[-2:], mode="bilinear", align_corners=False) + y
         x = self.head(x)
         x = x[..., : -(-h // 4), : -(-w // 4)]
-        return F.normalize(x.float(), dim=1)
+        descriptors = F.normalize(x.float(), dim=1)
+        return (descriptors, [f4, f8, f16]) if with_taps else descriptors
 
 
 def build_model(cfg: ModelConfig | None = None) -> DescriptorNet:

@@ -52,7 +52,7 @@ from matseg.net.data import (
     split_samples,
     validation_plan,
 )
-from matseg.net.loss import material_loss
+from matseg.net.loss import encoder_reference, material_loss, rank_loss
 from matseg.net.config import (  # noqa: F401 (re-exported)
     CONFIG_NAME,
     RUN_ONLY_KEYS,
@@ -73,7 +73,7 @@ BEST_NAME = "best.safetensors"
 RUN_META_NAME = "run.json"
 METRICS_NAME = "metrics.csv"
 VALIDATION_NAME = "validation.jsonl"
-METRIC_COLUMNS = ("step", "loss", "accuracy", "materials", "lr", "images_per_s", "val_loss", "val_accuracy", "bench_score")
+METRIC_COLUMNS = ("step", "loss", "accuracy", "materials", "lr", "images_per_s", "val_loss", "val_accuracy", "bench_score", "rank_loss")
 
 
 
@@ -658,9 +658,9 @@ class Trainer:
         try:
             with _StopFlag() as stop:
                 for batch in loader:
-                    loss_value, accuracy, materials, images = self._step(net, opt, sched, scaler, batch)
+                    loss_value, accuracy, materials, images, rank_value = self._step(net, opt, sched, scaler, batch)
                     step += 1
-                    window.add(loss_value, accuracy, materials, images)
+                    window.add(loss_value, accuracy, materials, images, rank_value)
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
@@ -697,18 +697,29 @@ class Trainer:
                 log.close()
         return TrainResult(step, interrupted, best, last_metrics, self.run_dir)
 
-    def _step(self, net, opt, sched, scaler, batch) -> tuple[float, float, int, int]:
+    def _step(self, net, opt, sched, scaler, batch) -> tuple[float, float, int, int, float]:
         images = batch["images"].to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         fractions = batch["fractions"].to(self.device, non_blocking=True)
         roi = batch["roi"].to(self.device, non_blocking=True)
         dtype = self.autocast_dtype
+        loss_cfg = self.cfg.loss
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            descriptors = net(images)
+            if loss_cfg.rank_weight:
+                descriptors, taps = net(images, with_taps=True)
+            else:
+                descriptors = net(images)
         # The loss runs in fp32 (the net returns fp32 unit vectors): softmax at temperature 0.2
         # over many materials is sensitive to bf16 rounding.
-        loss, stats = material_loss(descriptors, fractions, roi, self.cfg.loss.temperature, self.cfg.loss.target)
+        loss, stats = material_loss(descriptors, fractions, roi, loss_cfg.temperature, loss_cfg.target)
+        rank_value = float("nan")
+        if loss_cfg.rank_weight:
+            reference = encoder_reference(taps, tuple(descriptors.shape[-2:]))
+            rank, rank_stats = rank_loss(descriptors, reference, fractions, roi, loss_cfg.rank_scale, loss_cfg.rank_margin)
+            loss = loss + loss_cfg.rank_weight * rank
+            if rank_stats["triplets"]:
+                rank_value = float(rank.detach())
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if self.cfg.optim.grad_clip:
@@ -717,7 +728,7 @@ class Trainer:
         scaler.step(opt)
         scaler.update()
         sched.step()
-        return float(loss.detach()), stats["accuracy"], stats["materials"], int(images.shape[0])
+        return float(loss.detach()), stats["accuracy"], stats["materials"], int(images.shape[0]), rank_value
 
 
 class _Window:
@@ -727,11 +738,11 @@ class _Window:
         self.reset()
 
     def reset(self):
-        self.loss = self.acc = self.materials = 0.0
-        self.steps = self.acc_steps = self.images = 0
+        self.loss = self.acc = self.materials = self.rank = 0.0
+        self.steps = self.acc_steps = self.images = self.rank_steps = 0
         self.t0 = time.perf_counter()
 
-    def add(self, loss: float, accuracy: float, materials: int, images: int) -> None:
+    def add(self, loss: float, accuracy: float, materials: int, images: int, rank: float = float("nan")) -> None:
         self.loss += loss
         self.materials += materials
         self.steps += 1
@@ -739,10 +750,13 @@ class _Window:
         if math.isfinite(accuracy):
             self.acc += accuracy
             self.acc_steps += 1
+        if math.isfinite(rank):
+            self.rank += rank
+            self.rank_steps += 1
 
     def summary(self, d: Dist) -> dict:
-        loss, acc, acc_steps, materials, steps, images = d.sum(
-            [self.loss, self.acc, self.acc_steps, self.materials, self.steps, self.images]
+        loss, acc, acc_steps, materials, steps, images, rank, rank_steps = d.sum(
+            [self.loss, self.acc, self.acc_steps, self.materials, self.steps, self.images, self.rank, self.rank_steps]
         )
         seconds = time.perf_counter() - self.t0
         out = {
@@ -751,5 +765,7 @@ class _Window:
             "materials": materials / max(steps, 1),
             "images_per_s": images / seconds if seconds > 0 else float("nan"),
         }
+        if rank_steps:  # an empty cell in metrics.csv when the rank term is off
+            out["rank_loss"] = rank / rank_steps
         self.reset()
         return out
