@@ -15,6 +15,7 @@ Three measurements:
 
 Usage: python benchmarks/bench_train.py [--rounds 4] [--steps 4] [--threads 1,2] [--data DIR ...] [--parts lite,e2e,convnext]
                                        [--recipe configs/default-model.yaml]  (e2e with the recipe's crops, decode size, cache)
+                                       [--set loss.rank_weight=0 ...]  (e2e: recipe overrides, e.g. the rank term off)
 """
 
 from __future__ import annotations
@@ -149,12 +150,14 @@ def compare(timers: dict[str, StepTimer], rounds: int, steps: int) -> dict[str, 
     return rates
 
 
-def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, workers: int | None, recipe: Path | None = None) -> float:
-    """Images/s of the training loop; with ``recipe`` (a train config YAML) its data settings
-    (crop sizes, batch budget, decode size, cache) replace the fixed ``size`` x ``batch``."""
+def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, workers: int | None, recipe: Path | None = None,
+               overrides: tuple = ()) -> float:  # fmt: skip
+    """Images/s of the training loop; with ``recipe`` (a train config YAML, ``overrides`` as
+    ``--set`` takes them) its settings (crop sizes, batch budget, decode size, cache, loss)
+    replace the fixed ``size`` x ``batch``."""
     import yaml
 
-    from matseg.config import from_dict
+    from matseg.config import from_dict, merge_override, parse_override
     from matseg.net.data import loader_workers
     from matseg.net.train import TrainConfig, Trainer
 
@@ -162,6 +165,8 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
         loop = {"steps": steps + 2, "log_every": steps + 2, "val_every": 10**6, "checkpoint_every": 10**6, "keep_every": 0}
         if recipe:
             raw = yaml.safe_load(recipe.read_text())
+            for text in overrides:
+                merge_override(raw, *parse_override(text))
             raw.update(loop)
             raw.setdefault("data", {})["val_fraction"] = 0.0
             if workers is not None:
@@ -182,7 +187,8 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
             rows = list(csv.DictReader(fh))
     rate = float(rows[-1]["images_per_s"])
     setting = f"recipe {recipe} (sides {cfg.data.size_min}-{cfg.data.size_max}, decode_max_side {cfg.data.decode_max_side}, " \
-        f"cache {'on' if cfg.data.cache_dir else 'off'})" if recipe else f"{batch} x {size}x{size}"
+        f"cache {'on' if cfg.data.cache_dir else 'off'}, rank_weight {cfg.loss.rank_weight}{', ' + ' '.join(overrides) if overrides else ''})" \
+        if recipe else f"{batch} x {size}x{size}"
     print(f"  {str(data)[-40:]:<40} {rate:6.2f} images/s in the loop (about {(steps + 2) * batch / wall:.2f} incl. start-up), "
           f"{loader_workers(cfg.data.workers)} loader worker(s), {cfg.precision}; {setting}")  # fmt: skip
     return rate
@@ -231,7 +237,8 @@ def main() -> None:
     ap.add_argument("--freeze", default="4,8", help="lite: also time bf16 + channels-last with the encoder frozen to these strides (optim.freeze_encoder_stride)")
     ap.add_argument("--parts", default="lite,e2e,convnext", help="which measurements: lite, e2e, convnext, loader")
     ap.add_argument("--views", type=int, default=200, help="loader: training views to time")
-    ap.add_argument("--recipe", type=Path, default=None, help="e2e: take the data settings from this train config (e.g. configs/default-model.yaml)")
+    ap.add_argument("--recipe", type=Path, default=None, help="e2e: take the settings from this train config (e.g. configs/default-model.yaml)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e2e with --recipe: override a recipe key")
     args = ap.parse_args()
 
     print(f"torch {torch.__version__}, {platform.machine()}, {platform.processor() or '?'}; "
@@ -254,7 +261,7 @@ def main() -> None:
     torch.set_num_threads(max(thread_counts))
     for data in args.data if "e2e" in parts else []:
         print("end to end (Trainer: loader + step, bf16 autocast, channels_last):")
-        end_to_end(data, args.steps * args.rounds, args.size, args.batch, "bf16", args.workers, args.recipe)
+        end_to_end(data, args.steps * args.rounds, args.size, args.batch, "bf16", args.workers, args.recipe, tuple(args.overrides))
     for data in args.data if "loader" in parts else []:
         print(f"loader views of {data} (one process, {'recipe ' + str(args.recipe) if args.recipe else 'default data settings'}):")
         loader_views(data, args.recipe, args.views)
