@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch extra not installed (pip install 'matseg[torch]')")
 import torch.nn.functional as F  # noqa: E402
 
-from matseg.net.loss import encoder_reference, material_descriptors, material_loss, rank_loss  # noqa: E402
+from matseg.net.loss import average_references, encoder_reference, material_descriptors, material_loss, rank_loss  # noqa: E402
 from matseg.net.model import DescriptorNet, ModelConfig  # noqa: E402
 
 
@@ -185,6 +185,18 @@ def test_model_returns_encoder_taps_on_request():
         plain = net(images)
         desc, taps = net(images, with_taps=True)
     assert torch.equal(plain, desc)
+    assert all(torch.equal(a, b) for a, b in zip(net.encoder_taps(images), taps))
     # Strides 4, 8, 16 of the image padded to 128 x 160.
     assert [tuple(t.shape[-2:]) for t in taps] == [(32, 40), (16, 20), (8, 10)]
     assert encoder_reference(taps, tuple(desc.shape[-2:])).shape[-2:] == desc.shape[-2:]
+
+
+def test_average_references_hand_computed():
+    a = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 2, 2)
+    b = torch.tensor([0.0, 1.0]).view(1, 2, 1, 1)  # a coarser map, resized to the grid
+    out = average_references([a, b], (2, 2))
+    assert out.shape == (1, 2, 2, 2)
+    assert torch.allclose(out, torch.full((1, 2, 2, 2), 0.5**0.5))  # (1, 1) / sqrt(2) everywhere
+    assert torch.equal(average_references([a], (2, 2)), a)
+    with pytest.raises(ValueError, match="at least one"):
+        average_references([], (2, 2))

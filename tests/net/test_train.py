@@ -356,6 +356,11 @@ def test_rank_term_trains_and_is_logged(synth, tmp_path):
     assert [int(r["step"]) for r in rows] == [2, 4]
     assert all(float(r["rank_loss"]) >= 0 for r in rows)
     assert "rank_weight: 0.5" in (run / "config.yaml").read_text()
+    # A teacher that also sees each crop at 0.5x and 0.75x: same batches, another rank loss.
+    multi = tmp_path / "multi"
+    assert train([synth], multi, "--set", "steps=4", *frozen, "--set", "loss.rank_weight=0.5",
+                 "--set", "loss.rank_teacher_scales=[1.0,0.75,0.5]") == 0  # fmt: skip
+    assert [r["rank_loss"] for r in metrics(multi)] != [r["rank_loss"] for r in rows]
     # Off (the default): the column stays empty.
     off = tmp_path / "off"
     assert train([synth], off, "--set", "steps=2", *frozen) == 0
@@ -368,3 +373,5 @@ def test_rank_term_needs_the_frozen_pretrained_encoder():
             from_dict(TrainConfig, {"loss": {"rank_weight": 0.2}, "optim": optim, "model": model})
     with pytest.raises(ValueError, match="must be >= 0"):
         from_dict(TrainConfig, {"loss": {"rank_margin": -0.1}})
+    with pytest.raises(ValueError, match="rank_teacher_scales"):
+        from_dict(TrainConfig, {"loss": {"rank_teacher_scales": []}})

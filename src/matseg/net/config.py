@@ -69,6 +69,7 @@ class LossConfig:
     rank_weight: float = option(0.0, "weight of the rank term (matseg.net.loss.rank_loss): the net keeps the frozen ImageNet encoder's ranking of material similarities, which teaches partial similarity; needs optim.freeze_encoder_stride >= 16 and a pretrained encoder. 0: off, as the paper", "ours")
     rank_scale: float = option(0.5, "rank term: share of the ImageNet features' similarity gap the descriptors must reproduce", "ours")
     rank_margin: float = option(0.05, "rank term: ImageNet similarity gaps at or below this are ties and constrain nothing", "ours")
+    rank_teacher_scales: list[float] = option([1.0], "rank term: sizes at which the ImageNet teacher sees each crop, as fractions of it; their features are averaged on the descriptor grid (several sizes rank partial similarity better, as --tta shows for the effnet baseline)", "ours")
 
     def __post_init__(self):
         if self.temperature <= 0:
@@ -78,6 +79,8 @@ class LossConfig:
                 f"rank_weight, rank_scale and rank_margin must be >= 0, got "
                 f"{self.rank_weight}, {self.rank_scale}, {self.rank_margin}"
             )
+        if not self.rank_teacher_scales or any(not 0.25 <= s <= 2 for s in self.rank_teacher_scales):
+            raise ValueError(f"rank_teacher_scales must be a non-empty list of sizes in [0.25, 2], got {self.rank_teacher_scales}")
 
 
 @dataclass

@@ -152,6 +152,27 @@ def encoder_reference(taps: list[torch.Tensor], size: tuple[int, int]) -> torch.
     return torch.cat(parts, 1)[..., : size[0], : size[1]] / len(parts) ** 0.5
 
 
+def average_references(references: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """Mean of unit-length reference maps seen at several image sizes: each resized (bilinear)
+    to ``size``, averaged and made unit length again (as ``--tta`` averages views).
+
+    Args:
+        references: (B, C, h_k, w_k) maps, e.g. :func:`encoder_reference` of scaled copies.
+        size: (h, w) of the result (the descriptor grid).
+
+    Returns:
+        (B, C, h, w) float32, unit length per pixel.
+    """
+    if not references:
+        raise ValueError("average_references needs at least one map")
+    total = 0
+    for ref in references:
+        if tuple(ref.shape[-2:]) != tuple(size):
+            ref = F.interpolate(ref, size=tuple(size), mode="bilinear", align_corners=False)
+        total = total + ref
+    return F.normalize(total, dim=1)
+
+
 def rank_loss(
     descriptors: torch.Tensor,
     reference: torch.Tensor,

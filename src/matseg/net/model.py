@@ -92,7 +92,8 @@ class DescriptorNet(nn.Module):
             layer.eval()
         return self
 
-    def forward(self, images: torch.Tensor, with_taps: bool = False):
+    def _encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder features at strides 4, 8, 16, 32 of the image padded to a multiple of 32."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
         h, w = images.shape[-2:]
@@ -101,7 +102,15 @@ class DescriptorNet(nn.Module):
         if ph or pw:  # the encoder halves the size five times
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         feats = self.encoder.forward_features(x)
-        f4, f8, f16, f32 = (feats[i] for i in self.tap_index)
+        return [feats[i] for i in self.tap_index]
+
+    def encoder_taps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's features at strides 4, 8 and 16 of the padded image (no decoder)."""
+        return self._encode(images)[:3]
+
+    def forward(self, images: torch.Tensor, with_taps: bool = False):
+        h, w = images.shape[-2:]
+        f4, f8, f16, f32 = self._encode(images)
         x = self.psp(f32)
         for up, skip, feat in zip(self.up, self.skip, (f16, f8, f4)):
             x = up(x)

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 import matseg
 from matseg.config import diff_keys, dump_yaml, from_dict, to_dict
@@ -52,7 +53,7 @@ from matseg.net.data import (
     split_samples,
     validation_plan,
 )
-from matseg.net.loss import encoder_reference, material_loss, rank_loss
+from matseg.net.loss import average_references, encoder_reference, material_loss, rank_loss
 from matseg.net.config import (  # noqa: F401 (re-exported)
     CONFIG_NAME,
     RUN_ONLY_KEYS,
@@ -715,7 +716,7 @@ class Trainer:
         loss, stats = material_loss(descriptors, fractions, roi, loss_cfg.temperature, loss_cfg.target)
         rank_value = float("nan")
         if loss_cfg.rank_weight:
-            reference = encoder_reference(taps, tuple(descriptors.shape[-2:]))
+            reference = self._rank_reference(net, images, taps, tuple(descriptors.shape[-2:]))
             rank, rank_stats = rank_loss(descriptors, reference, fractions, roi, loss_cfg.rank_scale, loss_cfg.rank_margin)
             loss = loss + loss_cfg.rank_weight * rank
             if rank_stats["triplets"]:
@@ -729,6 +730,23 @@ class Trainer:
         scaler.update()
         sched.step()
         return float(loss.detach()), stats["accuracy"], stats["materials"], int(images.shape[0]), rank_value
+
+
+    def _rank_reference(self, net, images: torch.Tensor, taps: list, size: tuple[int, int]) -> torch.Tensor:
+        """The rank term's ImageNet reference: the crop's own taps, plus the encoder's view of
+        the crop at each other ``loss.rank_teacher_scales`` size (no gradients), averaged."""
+        references = []
+        encoder = _unwrap(net)
+        for scale in self.cfg.loss.rank_teacher_scales:
+            if scale == 1.0:
+                references.append(encoder_reference(taps, size))
+                continue
+            h, w = (max(32, round(side * scale)) for side in images.shape[-2:])
+            dtype = self.autocast_dtype
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                scaled = F.interpolate(images, size=(h, w), mode="bilinear", antialias=scale < 1, align_corners=False)
+                references.append(encoder_reference(encoder.encoder_taps(scaled), (-(-h // 4), -(-w // 4))))
+        return references[0] if len(references) == 1 else average_references(references, size)
 
 
 class _Window:
