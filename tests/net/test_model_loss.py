@@ -186,6 +186,16 @@ def test_model_returns_encoder_taps_on_request():
         desc, taps = net(images, with_taps=True)
     assert torch.equal(plain, desc)
     assert all(torch.equal(a, b) for a, b in zip(net.encoder_taps(images), taps))
+    # In training, an extra view through encoder_taps leaves every batch-norm statistic and the
+    # modes (frozen layers in eval) as they were.
+    net.freeze_encoder(16)
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
+    modes = [m.training for m in net.modules()]
+    with torch.no_grad():
+        net.encoder_taps(images)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    assert [m.training for m in net.modules()] == modes and net.training
     # Strides 4, 8, 16 of the image padded to 128 x 160.
     assert [tuple(t.shape[-2:]) for t in taps] == [(32, 40), (16, 20), (8, 10)]
     assert encoder_reference(taps, tuple(desc.shape[-2:])).shape[-2:] == desc.shape[-2:]

@@ -105,8 +105,14 @@ class DescriptorNet(nn.Module):
         return [feats[i] for i in self.tap_index]
 
     def encoder_taps(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The encoder's features at strides 4, 8 and 16 of the padded image (no decoder)."""
-        return self._encode(images)[:3]
+        """The encoder's features at strides 4, 8 and 16 of the padded image (no decoder), with
+        the encoder in eval mode: an extra view must not move any batch-norm statistics."""
+        mode = self.training
+        self.encoder.eval()
+        try:
+            return self._encode(images)[:3]
+        finally:
+            self.train(mode)  # restores the mode, frozen layers included
 
     def forward(self, images: torch.Tensor, with_taps: bool = False):
         h, w = images.shape[-2:]

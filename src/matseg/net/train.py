@@ -731,21 +731,19 @@ class Trainer:
         sched.step()
         return float(loss.detach()), stats["accuracy"], stats["materials"], int(images.shape[0]), rank_value
 
-
     def _rank_reference(self, net, images: torch.Tensor, taps: list, size: tuple[int, int]) -> torch.Tensor:
         """The rank term's ImageNet reference: the crop's own taps, plus the encoder's view of
         the crop at each other ``loss.rank_teacher_scales`` size (no gradients), averaged."""
         references = []
-        encoder = _unwrap(net)
+        model, dtype = _unwrap(net), self.autocast_dtype
         for scale in self.cfg.loss.rank_teacher_scales:
             if scale == 1.0:
                 references.append(encoder_reference(taps, size))
                 continue
             h, w = (max(32, round(side * scale)) for side in images.shape[-2:])
-            dtype = self.autocast_dtype
             with torch.no_grad(), torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 scaled = F.interpolate(images, size=(h, w), mode="bilinear", antialias=scale < 1, align_corners=False)
-                references.append(encoder_reference(encoder.encoder_taps(scaled), (-(-h // 4), -(-w // 4))))
+                references.append(encoder_reference(model.encoder_taps(scaled), (-(-h // 4), -(-w // 4))))
         return references[0] if len(references) == 1 else average_references(references, size)
 
 
