@@ -49,11 +49,14 @@ def material_descriptors(descriptors: torch.Tensor, members: torch.Tensor) -> tu
     return F.normalize(sums[present], dim=-1), present
 
 
-def _soft_members(fractions: torch.Tensor, roi: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixels (at ``size``) whose fraction of a material exceeds 0.5, inside the ROI; and the ROI."""
-    frac = _downsample(fractions.float(), size)
-    valid = _downsample(roi[:, None].float(), size)[:, 0] > 0.5
-    return (frac > 0.5) & valid[:, None], valid
+def _on_grid(fractions: torch.Tensor, roi: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fractions (B, M, h, w) and the ROI (B, h, w) bool, sampled at the descriptor grid ``size``."""
+    return _downsample(fractions.float(), size), _downsample(roi[:, None].float(), size)[:, 0] > 0.5
+
+
+def _majority_members(frac: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, M, h, w) bool: pixels inside the ROI whose fraction of a material exceeds 0.5."""
+    return (frac > 0.5) & valid[:, None]
 
 
 def material_loss(
@@ -86,12 +89,13 @@ def material_loss(
     if target not in ("hard", "soft"):
         raise ValueError(f"target must be 'hard' or 'soft', got {target!r}")
     size = tuple(descriptors.shape[-2:])
-    frac = _downsample(fractions.float(), size)
-    members, valid = _soft_members(fractions, roi, size)
+    frac, valid = _on_grid(fractions, roi, size)
     if target == "hard":
         labels = frac.argmax(1)
         valid &= frac.amax(1) > 0
         members = F.one_hot(labels, frac.shape[1]).permute(0, 3, 1, 2) * valid[:, None]
+    else:
+        members = _majority_members(frac, valid)
     materials, present = material_descriptors(descriptors, members)
     num_materials = materials.shape[0]
     stats = {"materials": int(num_materials), "pixels": int(valid.sum())}
@@ -209,7 +213,7 @@ def rank_loss(
         )
     if scale < 0 or margin < 0:
         raise ValueError(f"need scale >= 0 and margin >= 0, got {scale}, {margin}")
-    members, _ = _soft_members(fractions, roi, tuple(descriptors.shape[-2:]))
+    members = _majority_members(*_on_grid(fractions, roi, tuple(descriptors.shape[-2:])))
     net, present = material_descriptors(descriptors, members)
     zero = descriptors.sum() * 0.0
     if net.shape[0] < 3:
