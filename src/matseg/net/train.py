@@ -165,6 +165,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast context for :func:`resolve_precision`'s dtype on ``device`` (None: off, plain fp32)."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def _cpu_has_bf16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -309,7 +314,7 @@ def validation_loss(net: DescriptorNet, loader, device: torch.device, autocast_d
         if not batch["paths"]:
             continue
         images = batch["images"].to(device)
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        with autocast(device, autocast_dtype):
             desc = net(images)
         loss, stats = material_loss(desc, batch["fractions"].to(device), batch["roi"].to(device), cfg.temperature, cfg.target)
         if stats["pixels"] and math.isfinite(stats["accuracy"]):
@@ -704,9 +709,8 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         fractions = batch["fractions"].to(self.device, non_blocking=True)
         roi = batch["roi"].to(self.device, non_blocking=True)
-        dtype = self.autocast_dtype
         loss_cfg = self.cfg.loss
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(self.device, self.autocast_dtype):
             if loss_cfg.rank_weight:
                 descriptors, taps = net(images, with_taps=True)
             else:
@@ -735,13 +739,13 @@ class Trainer:
         """The rank term's ImageNet reference: the crop's own taps, plus the encoder's view of
         the crop at each other ``loss.rank_teacher_scales`` size (no gradients), averaged."""
         references = []
-        model, dtype = _unwrap(net), self.autocast_dtype
+        model = _unwrap(net)
         for scale in self.cfg.loss.rank_teacher_scales:
             if scale == 1.0:
                 references.append(encoder_reference(taps, size))
                 continue
             h, w = (max(32, round(side * scale)) for side in images.shape[-2:])
-            with torch.no_grad(), torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with torch.no_grad(), autocast(self.device, self.autocast_dtype):
                 scaled = F.interpolate(images, size=(h, w), mode="bilinear", antialias=scale < 1, align_corners=False)
                 references.append(encoder_reference(model.encoder_taps(scaled), (-(-h // 4), -(-w // 4))))
         return references[0] if len(references) == 1 else average_references(references, size)
