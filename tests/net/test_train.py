@@ -213,16 +213,6 @@ def test_benchmark_validation_equals_matseg_eval(tmp_path):
     assert got["bench_top1_point"] == pytest.approx(expected["top1_point"], abs=1e-9)
 
 
-def test_precision_choices():
-    from matseg.net.train import TrainError, resolve_precision
-
-    cpu = torch.device("cpu")
-    assert resolve_precision("fp32", cpu) is None and resolve_precision("bf16", cpu) is torch.bfloat16
-    assert resolve_precision("auto", cpu) in (torch.bfloat16, None)
-    with pytest.raises(TrainError, match="fp16 needs a CUDA device"):
-        resolve_precision("fp16", cpu)
-
-
 class _CollectiveCalled(Exception):
     pass
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from matseg.io.images import read_image_rgb
 from matseg.net.checkpoint import load_model
 from matseg.net.model import DescriptorNet
+from matseg.net.precision import autocast, resolve_precision
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -194,8 +195,6 @@ class Predictor:
 
     def __init__(self, model: DescriptorNet | str | os.PathLike | None = None, device: str = "auto",
                  max_side: int | None = None, precision: str = "fp32", extra_sides=(), flip: bool = False):  # fmt: skip
-        from matseg.net.train import resolve_precision
-
         self.device = pick_device(device)
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.precision = precision
@@ -255,7 +254,7 @@ class Predictor:
                 size, interpolation = (max(1, round(W * scale)), max(1, round(H * scale))), cv2.INTER_AREA
             image = cv2.resize(image, size, interpolation=interpolation)
         x = torch.tensor(image, device=self.device).permute(2, 0, 1)[None].float()  # a copy: inputs may be read-only
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None):
+        with autocast(self.device, self.autocast_dtype):
             return [self.model(x)[0].float()]
 
     def similarity_maps(self, image, points: list[tuple[float, float]], radius: float = 0.0) -> np.ndarray:

@@ -65,6 +65,7 @@ from matseg.net.config import (  # noqa: F401 (re-exported)
     load_saved_config,
 )
 from matseg.net.model import DescriptorNet
+from matseg.net.precision import autocast, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -148,33 +149,6 @@ def _load_initial_weights(net: DescriptorNet, spec: str) -> None:
         differs = sorted(k for k in ours if ours[k] != theirs.get(k))
         raise TrainError(f"model.init_weights {path}: another architecture than model.* ({', '.join(differs) or 'not a matseg net'})")
     net.load_state_dict(source.state_dict(), strict=True)
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``precision`` on ``device`` (None: plain fp32)."""
-    if precision == "fp32":
-        return None
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise TrainError("precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
-        return torch.float16
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cpu":  # auto: bf16 where the CPU has native bf16 (AVX512-BF16/AMX), else fp32
-        return torch.bfloat16 if _cpu_has_bf16() else None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Autocast context for :func:`resolve_precision`'s dtype on ``device`` (None: off, plain fp32)."""
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # private API: absent in some builds
-        return False
 
 
 def samples_digest(samples: list[Path]) -> str:
