@@ -17,6 +17,7 @@ from matseg.net.data import (
     crop_to_batch,
     decode_sample,
     drop_undominated,
+    fill_cache,
     is_validation,
     plan_batch,
     rescale_sample,
@@ -365,3 +366,28 @@ def test_cache_entry_follows_a_regenerated_sample(tmp_path):
 
     os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert cache.entry(tmp_path / "s") != before
+
+
+def test_fill_cache_decodes_what_is_missing_and_lists_the_unreadable(tiny_dataset, tmp_path):
+    train, _ = split_samples([tiny_dataset], 0.0)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "RGB__RGB.jpg").write_bytes(b"not a jpeg")
+    (broken / "Finished.txt").write_bytes(b"")
+    cfg = _tiny_cfg(decode_max_side=70, cache_dir=str(tmp_path / "cache"))
+    cache = DecodedSampleCache(cfg.cache_dir, 70)
+    cache.get(train[0])  # cached before: skipped, not rewritten
+    stamp = cache.entry(train[0]).stat().st_mtime_ns
+    summary = fill_cache([*train, broken], cfg, workers=2, progress=False)
+    assert (summary.done, summary.skipped, len(summary.failed)) == (len(train) - 1, 1, 1)
+    assert "broken" in summary.failed[0][1]
+    assert cache.entry(train[0]).stat().st_mtime_ns == stamp and not cache.entry(broken).exists()
+    for sample in train:  # what the training set would have decoded itself
+        with np.load(cache.entry(sample), allow_pickle=False) as entry:
+            expected = decode_sample(sample, 70)
+            for name in ("image", "fractions", "roi"):
+                np.testing.assert_array_equal(entry[name], getattr(expected, name))
+    again = fill_cache(train, cfg, workers=1, progress=False)
+    assert (again.done, again.skipped, again.failed) == (0, len(train), [])
+    with pytest.raises(ValueError, match="cache_dir"):
+        fill_cache(train, _tiny_cfg(), progress=False)

@@ -177,11 +177,14 @@ def test_two_process_ddp_on_cpu(train_sample, tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "matseg", "train", str(train_sample), "-o", str(run), *TINY, "--steps", "2", "--device", "cpu",
-           "-w", "0", "--set", "data.val_fraction=0", "--set", "data.size_max=64", "--set", "data.p_zoom_out=1", "--set", "log_every=1"]  # fmt: skip
+           "-w", "0", "--set", "data.val_fraction=0", "--set", "data.size_max=64", "--set", "data.p_zoom_out=1", "--set", "log_every=1",
+           "--set", f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((run / "run.json").read_text())["world_size"] == 2
+    run_meta = json.loads((run / "run.json").read_text())
+    assert run_meta["world_size"] == 2
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == run_meta["train_samples"]  # both ranks' shares
     assert read_metadata(run / "last.safetensors")["extra"]["step"] == 2
     rows = metrics(run)
     assert [r["step"] for r in rows] == ["1", "2"]  # one writer (rank 0), steps counted once
@@ -365,3 +368,15 @@ def test_rank_term_needs_the_frozen_pretrained_encoder():
         from_dict(TrainConfig, {"loss": {"rank_margin": -0.1}})
     with pytest.raises(ValueError, match="rank_teacher_scales"):
         from_dict(TrainConfig, {"loss": {"rank_teacher_scales": []}})
+
+
+def test_a_run_fills_the_decode_cache_before_its_first_step(synth, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    code = train([synth], tmp_path / "run", "--steps", "1", "-w", "0", "--set", f"data.cache_dir={cache}",
+                 "--set", "data.val_fraction=0.5", "--set", "val_every=100")  # fmt: skip
+    assert code == 0
+    assert len(list(cache.rglob("*.npz"))) == 6  # five training samples and the held-out one, after one step
+    assert "done           6" in capsys.readouterr().err
+    capsys.readouterr()
+    assert train([synth], tmp_path / "run2", "--steps", "1", "-w", "0", "--set", f"data.cache_dir={cache}") == 0
+    assert "job 'cache'" not in capsys.readouterr().err  # a warm cache: nothing to report

@@ -43,6 +43,7 @@ from matseg.config import option, section
 from matseg.io.atomic import write_bytes_atomic
 from matseg.io.dataset import DOMINANT_FRACTION, DatasetFormatError, SampleRef, find_samples, read_sample
 from matseg.io.shards import is_shard_folder, is_url, shard_samples
+from matseg.runner import ItemError, RunnerOptions, RunSummary, WorkItem, run_job
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class DataConfig:
     val_size: int = option(512, "validation views: val_size x val_size squares holding the whole annotated region (shrunk to fit when larger); a multiple of size_multiple", "ours")
     workers: int = option(-1, "loader processes per training process (-1: auto, 0: load in the training process)", "ours")
     decode_max_side: int = option(0, "samples whose longer side exceeds this are shrunk once when read (area averaging), so cropping costs less and the crops see more of each scene; 0: full resolution", "ours")
-    cache_dir: str = option("", "folder of decoded samples (uint8 arrays after decode_max_side), shared by the loader workers and reused by later runs: a view then costs a file read instead of decoding a JPEG and its mask PNGs; empty: decode every view", "ours")
+    cache_dir: str = option("", "folder of decoded samples (uint8 arrays after decode_max_side), shared by the loader workers and reused by later runs: a view then costs a file read instead of decoding a JPEG and its mask PNGs; `matseg train` fills it with all cores before the first step; empty: decode every view", "ours")
     augment: AugmentConfig = section(AugmentConfig, "augmentation")
 
     def __post_init__(self):
@@ -494,10 +495,68 @@ class DecodedSampleCache:
         except (OSError, ValueError, KeyError) as exc:
             logger.warning("re-decoding %s: cache entry %s unreadable (%s)", sample, entry, exc)
         decoded = decode_sample(sample, self.max_side)
+        self.put(sample, decoded)
+        return decoded
+
+    def put(self, sample: Path | SampleRef, decoded: DecodedSample) -> None:
+        """Store ``decoded`` as ``sample``'s entry (atomically)."""
         buffer = io.BytesIO()
         np.savez(buffer, image=decoded.image, fractions=decoded.fractions, roi=decoded.roi)
-        write_bytes_atomic(entry, buffer.getvalue())
-        return decoded
+        write_bytes_atomic(self.entry(sample), buffer.getvalue())
+
+
+class CacheFillJob:
+    """Runner job: decode every sample missing from a :class:`DecodedSampleCache` (see
+    :func:`fill_cache`). Deterministic: no seeds. An unreadable sample fails as an item (skipped,
+    counted, listed); a failed write stops the job (disk full, cache folder gone)."""
+
+    name = "cache"
+
+    def __init__(self, samples: list, folder: str | os.PathLike, max_side: int):
+        self.samples = list(samples)
+        self.out_dir = Path(folder)
+        self.max_side = max_side
+
+    def items(self) -> list[WorkItem]:
+        return [WorkItem(i, f"{i:07d}", 0) for i in range(len(self.samples))]
+
+    def is_done(self, item: WorkItem) -> bool:
+        return DecodedSampleCache(self.out_dir, self.max_side).entry(self.samples[item.index]).exists()
+
+    def setup(self) -> None:
+        cv2.setNumThreads(1)  # one sample per core
+
+    def run(self, item: WorkItem) -> None:
+        sample = self.samples[item.index]
+        try:
+            decoded = decode_sample(sample, self.max_side)
+        except (DatasetFormatError, OSError) as exc:  # reading the input: the sample's fault
+            raise ItemError(f"{_sample_path(sample)}: {exc}") from None
+        DecodedSampleCache(self.out_dir, self.max_side).put(sample, decoded)
+
+
+def fill_cache(samples: list, cfg: DataConfig, workers: int | None = None, progress: bool = True) -> RunSummary:
+    """Decode into ``cfg.cache_dir`` every sample not yet there, in parallel, before training.
+
+    Without it the first run over new data decodes inside the training loop, one sample at a
+    time, until every sample has been drawn at least once (on 2 cores, 3,000 scenes ran at
+    2-5 instead of 7-13 images/s for the first ~600 steps). Cached samples are skipped, so a
+    warm cache costs one ``stat`` per sample.
+
+    Args:
+        samples: sample folders or :class:`~matseg.io.dataset.SampleRef` s.
+        cfg: data config; ``cache_dir`` must be set, ``decode_max_side`` is the entries' size.
+        workers: processes (None: one per core; 1: this process).
+        progress: show a progress bar with rate and ETA.
+
+    Returns:
+        The runner's summary: ``done`` decoded now, ``skipped`` already cached, ``failed`` the
+        unreadable samples with their reasons (the training set skips them again later).
+    """
+    if not cfg.cache_dir:
+        raise ValueError("fill_cache needs data.cache_dir")
+    job = CacheFillJob(samples, cfg.cache_dir, cfg.decode_max_side)
+    return run_job(job, RunnerOptions(workers=workers, progress=progress, description="decode cache"))
 
 
 def _sample_path(sample) -> Path:

@@ -48,6 +48,7 @@ from matseg.net.checkpoint import read_metadata, save_weights
 from matseg.net.data import (
     BatchStream,
     MatSegTrainingSet,
+    fill_cache,
     loader_workers,
     make_loader,
     split_samples,
@@ -66,6 +67,7 @@ from matseg.net.config import (  # noqa: F401 (re-exported)
 )
 from matseg.net.model import DescriptorNet
 from matseg.net.precision import autocast, resolve_precision
+from matseg.runner.driver import available_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -603,6 +605,8 @@ class Trainer:
 
         if d.main and self.bench is not None:
             self._bench_images = load_benchmark(self.bench)  # fail now, not at the first validation
+        if cfg.data.cache_dir:
+            self._fill_cache()
         net, opt, sched, scaler = self._build()
         state = self._restore(net, opt, sched, scaler) if self.resume else {"step": 0, "best": None}
         step, best = int(state["step"]), state.get("best")
@@ -676,6 +680,17 @@ class Trainer:
             if log is not None:
                 log.close()
         return TrainResult(step, interrupted, best, last_metrics, self.run_dir)
+
+    def _fill_cache(self) -> None:
+        """Decode the samples missing from ``data.cache_dir`` before the first step, in parallel
+        (each rank its share), instead of one at a time inside the training loop."""
+        d = self.dist
+        samples = (self.train_samples + self.val_samples[: self.cfg.data.val_max_samples])[d.rank :: d.world]
+        workers = max(1, available_cpus() // d.world)
+        summary = fill_cache(samples, self.cfg.data, workers, progress=self.progress and d.main)
+        if d.main and (summary.done or summary.failed):
+            print(summary.format(), file=sys.stderr)
+        d.barrier()
 
     def _step(self, net, opt, sched, scaler, batch) -> tuple[float, float, int, int, float]:
         images = batch["images"].to(self.device, non_blocking=True)
