@@ -3,8 +3,8 @@
 ``models.json`` next to this file names the default model and, per model version, its weights
 file, sha256, size, encoder and training summary (docs/model-card.md describes each one)::
 
-    {"default": "matseg-lite0-2026.12.2",
-     "models": {"matseg-lite0-2026.12.2": {"file": "matseg-lite0-2026.12.2.safetensors",
+    {"default": "matseg-lite0-2026.12.3",
+     "models": {"matseg-lite0-2026.12.3": {"file": "matseg-lite0-2026.12.3.safetensors",
                                           "sha256": "...", "bytes": 13456789, ...}}}
 
 Weights are fp16 safetensors with the model config in their metadata (``matseg.net.checkpoint``);
