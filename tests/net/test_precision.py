@@ -1,8 +1,9 @@
 import pytest
-import torch
 
-from matseg.net.config import TrainError
-from matseg.net.precision import autocast, resolve_precision
+torch = pytest.importorskip("torch", reason="torch extra not installed (pip install 'matseg[torch]')")
+
+from matseg.net.config import TrainError  # noqa: E402
+from matseg.net.precision import autocast, resolve_precision  # noqa: E402
 
 
 def test_precision_choices():
