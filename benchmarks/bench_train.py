@@ -190,7 +190,8 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
         f"cache {'on' if cfg.data.cache_dir else 'off'}, rank_weight {cfg.loss.rank_weight}{', ' + ' '.join(overrides) if overrides else ''})" \
         if recipe else f"{batch} x {size}x{size}"
     print(f"  {str(data)[-40:]:<40} {rate:6.2f} images/s in the loop (about {(steps + 2) * batch / wall:.2f} incl. start-up), "
-          f"{loader_workers(cfg.data.workers)} loader worker(s), {cfg.precision}; {setting}")  # fmt: skip
+          f"{loader_workers(cfg.data.workers)} loader worker(s), precision {cfg.precision} -> "
+          f"{str(trainer.autocast_dtype).replace('torch.', '') if trainer.autocast_dtype else 'fp32'}; {setting}")  # fmt: skip
     return rate
 
 
@@ -260,7 +261,7 @@ def main() -> None:
         del timers
     torch.set_num_threads(max(thread_counts))
     for data in args.data if "e2e" in parts else []:
-        print("end to end (Trainer: loader + step, bf16 autocast, channels_last):")
+        print("end to end (Trainer: loader + step; the autocast dtype precision resolves to on this CPU is printed):")
         end_to_end(data, args.steps * args.rounds, args.size, args.batch, "bf16", args.workers, args.recipe, tuple(args.overrides))
     for data in args.data if "loader" in parts else []:
         print(f"loader views of {data} (one process, {'recipe ' + str(args.recipe) if args.recipe else 'default data settings'}):")
