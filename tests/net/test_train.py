@@ -184,7 +184,9 @@ def test_two_process_ddp_on_cpu(train_sample, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_meta = json.loads((run / "run.json").read_text())
     assert run_meta["world_size"] == 2
-    assert len(list((tmp_path / "cache").rglob("*.npz"))) == run_meta["train_samples"]  # both ranks' shares
+    entries = {p.name for p in (tmp_path / "cache").rglob("*.npz")}
+    planned = _planned_entries(run, [train_sample], 2, world=2)
+    assert planned <= entries and "job 'cache'" in proc.stderr  # filled up front for both ranks' batches (redraws add some)
     assert read_metadata(run / "last.safetensors")["extra"]["step"] == 2
     rows = metrics(run)
     assert [r["step"] for r in rows] == ["1", "2"]  # one writer (rank 0), steps counted once
@@ -370,13 +372,28 @@ def test_rank_term_needs_the_frozen_pretrained_encoder():
         from_dict(TrainConfig, {"loss": {"rank_teacher_scales": []}})
 
 
+def _planned_entries(run: Path, data: list[Path], steps: int, world: int = 1) -> set[str]:
+    """Cache entry names of the samples a run's batches draw first (all ranks) and of its held-out samples."""
+    from matseg.config import load_config
+    from matseg.net.data import BatchStream, DecodedSampleCache, split_samples
+
+    cfg = load_config(TrainConfig, run / "config.yaml")
+    train_samples, val_samples = split_samples(data, cfg.data.val_fraction, cfg.data.nested)
+    drawn = {key.sample for rank in range(world)
+             for batch in BatchStream(cfg.seed, len(train_samples), cfg.data, 0, steps, rank, world) for key in batch}  # fmt: skip
+    cache = DecodedSampleCache(cfg.data.cache_dir, cfg.data.decode_max_side)
+    return {cache.entry(train_samples[i]).name for i in drawn} | {cache.entry(p).name for p in val_samples}
+
+
 def test_a_run_fills_the_decode_cache_before_its_first_step(synth, tmp_path, capsys):
     cache = tmp_path / "cache"
-    code = train([synth], tmp_path / "run", "--steps", "1", "-w", "0", "--set", f"data.cache_dir={cache}",
+    code = train([synth], tmp_path / "run", "--steps", "2", "-w", "0", "--set", f"data.cache_dir={cache}",
                  "--set", "data.val_fraction=0.5", "--set", "val_every=100")  # fmt: skip
     assert code == 0
-    assert len(list(cache.rglob("*.npz"))) == 6  # five training samples and the held-out one, after one step
-    assert "done           6" in capsys.readouterr().err
-    capsys.readouterr()
-    assert train([synth], tmp_path / "run2", "--steps", "1", "-w", "0", "--set", f"data.cache_dir={cache}") == 0
+    entries = {p.name for p in cache.rglob("*.npz")}
+    # The first choices of both steps and the held-out sample, nothing the run never draws.
+    assert entries == _planned_entries(tmp_path / "run", [synth], 2) and 2 <= len(entries) < 6
+    assert f"done     {len(entries):>7}" in capsys.readouterr().err
+    assert train([synth], tmp_path / "run2", "--steps", "2", "-w", "0", "--set", f"data.cache_dir={cache}",
+                 "--set", "data.val_fraction=0.5", "--set", "val_every=100") == 0  # fmt: skip
     assert "job 'cache'" not in capsys.readouterr().err  # a warm cache: nothing to report

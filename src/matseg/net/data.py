@@ -103,7 +103,7 @@ class DataConfig:
     val_size: int = option(512, "validation views: val_size x val_size squares holding the whole annotated region (shrunk to fit when larger); a multiple of size_multiple", "ours")
     workers: int = option(-1, "loader processes per training process (-1: auto, 0: load in the training process)", "ours")
     decode_max_side: int = option(0, "samples whose longer side exceeds this are shrunk once when read (area averaging), so cropping costs less and the crops see more of each scene; 0: full resolution", "ours")
-    cache_dir: str = option("", "folder of decoded samples (uint8 arrays after decode_max_side), shared by the loader workers and reused by later runs: a view then costs a file read instead of decoding a JPEG and its mask PNGs; `matseg train` fills it with all cores before the first step; empty: decode every view", "ours")
+    cache_dir: str = option("", "folder of decoded samples (uint8 arrays after decode_max_side), shared by the loader workers and reused by later runs: a view then costs a file read instead of decoding a JPEG and its mask PNGs; `matseg train` fills it with all cores before the first step (the samples its batches will draw); empty: decode every view", "ours")
     augment: AugmentConfig = section(AugmentConfig, "augmentation")
 
     def __post_init__(self):
@@ -536,7 +536,7 @@ class CacheFillJob:
 
 
 def fill_cache(samples: list, cfg: DataConfig, workers: int | None = None, progress: bool = True) -> RunSummary:
-    """Decode into ``cfg.cache_dir`` every sample not yet there, in parallel, before training.
+    """Decode into ``cfg.cache_dir`` each of ``samples`` not yet there, in parallel, before training.
 
     Without it the first run over new data decodes inside the training loop, one sample at a
     time, until every sample has been drawn at least once (on 2 cores, 3,000 scenes ran at

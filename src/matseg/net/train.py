@@ -605,11 +605,11 @@ class Trainer:
 
         if d.main and self.bench is not None:
             self._bench_images = load_benchmark(self.bench)  # fail now, not at the first validation
-        if cfg.data.cache_dir:
-            self._fill_cache()
         net, opt, sched, scaler = self._build()
         state = self._restore(net, opt, sched, scaler) if self.resume else {"step": 0, "best": None}
         step, best = int(state["step"]), state.get("best")
+        if cfg.data.cache_dir and step < cfg.steps:
+            self._fill_cache(step)
         if d.main:
             write_text_atomic(self.run_dir / CONFIG_NAME, dump_yaml(cfg))
             self._write_run_meta()
@@ -681,11 +681,18 @@ class Trainer:
                 log.close()
         return TrainResult(step, interrupted, best, last_metrics, self.run_dir)
 
-    def _fill_cache(self) -> None:
-        """Decode the samples missing from ``data.cache_dir`` before the first step, in parallel
-        (each rank its share), instead of one at a time inside the training loop."""
-        d = self.dist
-        samples = (self.train_samples + self.val_samples[: self.cfg.data.val_max_samples])[d.rank :: d.world]
+    def _fill_cache(self, step: int) -> None:
+        """Decode what ``data.cache_dir`` lacks of the samples this run will draw (each rank
+        those of its own batches from ``step`` on, the main rank also the validation samples)
+        before the first step, in parallel, instead of one at a time inside the training loop.
+        Only the planned first choices: a sample a run never draws is not decoded, however
+        large the dataset; the rare redraw of an unusable view decodes in the loop as before."""
+        cfg, d = self.cfg, self.dist
+        stream = BatchStream(cfg.seed, len(self.train_samples), cfg.data, step, cfg.steps, d.rank, d.world)
+        drawn = sorted({key.sample for batch in stream for key in batch})
+        samples = [self.train_samples[i] for i in drawn]
+        if d.main:
+            samples += self.val_samples[: cfg.data.val_max_samples]
         workers = max(1, available_cpus() // d.world)
         summary = fill_cache(samples, self.cfg.data, workers, progress=self.progress and d.main)
         if d.main and (summary.done or summary.failed):
