@@ -514,14 +514,14 @@ class CacheFillJob:
 
     def __init__(self, samples: list, folder: str | os.PathLike, max_side: int):
         self.samples = list(samples)
-        self.out_dir = Path(folder)
-        self.max_side = max_side
+        self.cache = DecodedSampleCache(folder, max_side)
+        self.out_dir = self.cache.folder
 
     def items(self) -> list[WorkItem]:
         return [WorkItem(i, f"{i:07d}", 0) for i in range(len(self.samples))]
 
     def is_done(self, item: WorkItem) -> bool:
-        return DecodedSampleCache(self.out_dir, self.max_side).entry(self.samples[item.index]).exists()
+        return self.cache.entry(self.samples[item.index]).exists()
 
     def setup(self) -> None:
         cv2.setNumThreads(1)  # one sample per core
@@ -529,10 +529,10 @@ class CacheFillJob:
     def run(self, item: WorkItem) -> None:
         sample = self.samples[item.index]
         try:
-            decoded = decode_sample(sample, self.max_side)
+            decoded = decode_sample(sample, self.cache.max_side)
         except (DatasetFormatError, OSError) as exc:  # reading the input: the sample's fault
             raise ItemError(f"{_sample_path(sample)}: {exc}") from None
-        DecodedSampleCache(self.out_dir, self.max_side).put(sample, decoded)
+        self.cache.put(sample, decoded)
 
 
 def fill_cache(samples: list, cfg: DataConfig, workers: int | None = None, progress: bool = True) -> RunSummary:

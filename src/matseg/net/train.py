@@ -694,7 +694,7 @@ class Trainer:
         if d.main:
             samples += self.val_samples[: cfg.data.val_max_samples]
         workers = max(1, available_cpus() // d.world)
-        summary = fill_cache(samples, self.cfg.data, workers, progress=self.progress and d.main)
+        summary = fill_cache(samples, cfg.data, workers, progress=self.progress and d.main)
         if d.main and (summary.done or summary.failed):
             print(summary.format(), file=sys.stderr)
         d.barrier()
