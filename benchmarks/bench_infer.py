@@ -3,7 +3,9 @@
 Target (issue 6): <= 0.3 s per 512x512 image on the CPU for the default encoder.
 Usage: python benchmarks/bench_infer.py [--size 512] [--repeats 10] [--threads N] [--encoder NAME ...] [--tta]
 (--encoder: also time a fresh net of that encoder, e.g. efficientnet_lite2; same speed as a trained one;
---tta: also time the test-time augmentation of `matseg predict --tta`)
+--tta: also time the test-time augmentation of `matseg predict --tta`). The shipped model is
+timed with the net at the full --size and, when its registry entry names a smaller input side,
+as `matseg predict` runs it: the image resized to that side first.
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, device {args.device}")
     image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
     # The shipped default model when one is installed (same architecture as a fresh net: same speed).
+    sides = [args.size]
     try:
         from matseg.models import model_info
 
-        nets = {f"{model_info()['name']} (shipped)": Predictor(None, device=args.device, max_side=args.size).model}
+        shipped = Predictor(None, device=args.device)  # at the model's own input side, as `matseg predict`
+        nets = {f"{model_info()['name']} (shipped)": shipped.model}
+        sides += [shipped.max_side] if shipped.max_side < args.size else []
     except LookupError:
         nets = {"efficientnet_lite0 (random init)": DescriptorNet(ModelConfig(pretrained=False))}
     for name in args.encoder:
@@ -47,9 +52,9 @@ def main() -> None:
     runs = [(name, net, {}) for name, net in nets.items()]
     if args.tta:
         runs += [(f"{name} + tta {TTA_PRESET}", net, TTA_PRESET) for name, net in nets.items()]
-    for encoder, net, views in runs:
+    for (encoder, net, views), side in ((run, side) for run in runs for side in sides):
         params = sum(p.numel() for p in net.parameters()) / 1e6
-        predictor = Predictor(net, device=args.device, max_side=args.size, precision=args.precision, **views)
+        predictor = Predictor(net, device=args.device, max_side=side, precision=args.precision, **views)
         for _ in range(2):  # warm-up
             predictor.describe(image)
         times = []
@@ -60,7 +65,7 @@ def main() -> None:
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
-        print(f"{encoder} ({params:.1f} M params): median {statistics.median(times):.3f} s, "
+        print(f"{encoder} ({params:.1f} M params), net at {side} px: median {statistics.median(times):.3f} s, "
               f"min {min(times):.3f} s per {args.size}x{args.size} image (descriptors + one similarity map, {args.precision})")  # fmt: skip
 
 

@@ -70,8 +70,8 @@ def predictor_args(spec: str) -> list[str]:
     if tta:  # the same views as the nets' preset
         from matseg.net.infer import TTA_PRESET
 
-        args += ["--predictor-arg", f"extra_sides={list(TTA_PRESET['extra_sides'])}",
-                 "--predictor-arg", f"flip={str(TTA_PRESET['flip']).lower()}"]  # fmt: skip
+        for key, value in TTA_PRESET.items():
+            args += ["--predictor-arg", f"{key}={json.dumps(list(value) if isinstance(value, tuple) else value)}"]
     return args
 
 

@@ -2,12 +2,13 @@
 """Turn training checkpoints into a shipped model (maintainers; see docs/model-card.md).
 
     python recipes/model/export.py RUN/step_0002000.safetensors RUN/step_0002500.safetensors \\
-        --name matseg-lite0-2026.12 --trained "..." [--models-dir src/matseg/models] [--no-default]
+        --name matseg-lite0-2026.12 --trained "..." [--models-dir src/matseg/models] [--no-default] [--input-side N]
 
 Several checkpoints are averaged tensor by tensor (checkpoint averaging: they must come from
 one run, i.e. share architecture and initialisation); floating-point tensors are stored as fp16
 (BatchNorm's integer counters stay as they are); the model config and a provenance record go
-into the safetensors metadata. ``models.json`` gets the file's sha256 and size and, unless
+into the safetensors metadata, with the input side the checkpoints name (``input_side`` of the
+training config; ``--input-side`` overrides), which inference uses by default. ``models.json`` gets the file's sha256 and size and, unless
 ``--no-default``, makes it the default model. Exit status 2 on bad input, naming the file.
 """
 
@@ -40,7 +41,12 @@ def average_state(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
             averaged[key] = value  # num_batches_tracked: not averaged
     nets[0].load_state_dict(averaged)
     names = [f"{p.parent.name}/{p.name}" for p in paths]  # run folder and file: no machine paths
-    return nets[0], {"averaged": names, "steps": [read_metadata(p)["extra"].get("step") for p in paths]}
+    extras = [read_metadata(p)["extra"] for p in paths]
+    sides = {extra.get("input_side") for extra in extras}
+    if len(sides) > 1:
+        raise CheckpointError(f"{paths}: the checkpoints name different input sides {sorted(map(str, sides))}")
+    provenance = {"averaged": names, "steps": [extra.get("step") for extra in extras]}
+    return nets[0], {**provenance, **({"input_side": sides.pop()} if None not in sides else {})}
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a file stem: no folders, no hidden files
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trained", default="", help="one line on data and recipe (goes into models.json)")
     ap.add_argument("--models-dir", type=Path, default=None, help="default: $MATSEG_MODELS_DIR or the package's folder")
     ap.add_argument("--no-default", action="store_true", help="register without making it the default")
+    ap.add_argument("--input-side", type=int, default=None,
+                    help="longer image side the model is used at by default (default: the checkpoints' input_side, else 1024)")
     args = ap.parse_args(argv)
     if not NAME.fullmatch(args.name) or args.name.endswith(".safetensors"):
         print(f"error: --name {args.name!r}: a version name like matseg-lite0-2026.12 (letters, digits, . _ -)", file=sys.stderr)
@@ -62,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         reg = registry(folder)  # a broken registry is refused before anything is written
         net, provenance = average_state(args.checkpoints)
+        if args.input_side is not None:
+            if args.input_side < 32:
+                raise CheckpointError(f"--input-side {args.input_side}: must be >= 32 (the net's stride)")
+            provenance["input_side"] = args.input_side
     except (CheckpointError, ModelNotAvailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

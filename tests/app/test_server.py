@@ -133,5 +133,5 @@ def test_tta_option_reaches_the_model():
     from matseg.net.infer import TTA_PRESET
 
     plain, tta = _Model(AppConfig(device="cpu")).predictor, _Model(AppConfig(device="cpu", tta=True)).predictor
-    assert plain.extra_sides == () and plain.flip is False
-    assert tta.extra_sides == TTA_PRESET["extra_sides"] and tta.flip is TTA_PRESET["flip"]
+    assert plain.extra_sides == plain.extra_scales == () and plain.flip is False
+    assert tta.extra_scales == TTA_PRESET["extra_scales"] and tta.flip is TTA_PRESET["flip"]

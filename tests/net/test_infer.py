@@ -187,6 +187,25 @@ def test_view_sides_cap_and_deduplicate():
     assert view_sides((300, 200), 1024, (384, 256)) == [300, 256]  # 384 > 300: the same view as 300
     assert view_sides((1000, 2000), 700, ()) == [700]
     assert view_sides((400, 600), 256, (384, 256)) == [256]  # nor above max_side
+    # Scales are fractions of the first view's side (capped by the image), at least 32 px.
+    assert view_sides((400, 600), 384, (), (0.75, 0.5)) == [384, 288, 192]
+    assert view_sides((300, 200), 1024, (), (0.75, 0.5)) == [300, 225, 150]
+    assert view_sides((100, 40), 1024, (256,), (0.75, 0.5, 0.1)) == [100, 75, 50, 32]
+
+
+def test_max_side_comes_from_the_weights_unless_given(tmp_path):
+    torch.manual_seed(0)
+    net = DescriptorNet(SMALL)
+    named = save_weights(tmp_path / "named.safetensors", net, extra={"step": 1, "input_side": 96})
+    plain = save_weights(tmp_path / "plain.safetensors", net, extra={"step": 1})
+    assert Predictor(named, device="cpu").max_side == 96
+    assert Predictor(named, device="cpu", max_side=64).max_side == 64  # the caller wins
+    assert Predictor(plain, device="cpu").max_side == 1024  # DEFAULT_MAX_SIDE
+    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    # The file's side is the side the net sees: the same descriptors as asking for it.
+    d = Predictor(named, device="cpu").describe(image).descriptors
+    assert d.shape[-2:] == (72 // 4, 96 // 4)
+    assert torch.equal(d, Predictor(plain, device="cpu", max_side=96).describe(image).descriptors)
 
 
 def test_describe_views_hand_computed():
@@ -225,7 +244,7 @@ def test_predictor_tta_is_unit_and_mirror_consistent(weights):
     image = skimage.data.coffee()[:, :512]  # 400 x 512
     plain = Predictor(weights, device="cpu", max_side=512)
     tta = Predictor(weights, device="cpu", max_side=512, **TTA_PRESET)
-    assert tta.options == {"max_side": 512, "extra_sides": [384, 256], "flip": True, "precision": "fp32"}
+    assert tta.options == {"max_side": 512, "extra_sides": [], "extra_scales": [0.75, 0.5], "flip": True, "precision": "fp32"}
     a, b = plain.describe(image).descriptors, tta.describe(image).descriptors
     assert a.shape == b.shape and torch.allclose(b.norm(dim=0), torch.ones(()), atol=1e-5)
     assert not torch.allclose(a, b, atol=1e-3)
@@ -235,6 +254,8 @@ def test_predictor_tta_is_unit_and_mirror_consistent(weights):
     assert torch.allclose(d, d_mirror.flip(-1), atol=1e-5)
     with pytest.raises(ValueError, match="extra_sides must be >= 32, got 16"):
         Predictor(weights, device="cpu", extra_sides=(16,))
+    with pytest.raises(ValueError, match=r"extra_scales must lie in \(0, 1\], got 1.5"):
+        Predictor(weights, device="cpu", extra_scales=(1.5,))
 
 
 def test_predict_cli_tta_records_its_views(weights, tmp_path, capsys):
@@ -248,6 +269,6 @@ def test_predict_cli_tta_records_its_views(weights, tmp_path, capsys):
     assert main([*args, "-o", str(tmp_path / "plain")]) == 0
     assert main([*args, "--tta", "-o", str(tmp_path / "tta")]) == 0
     run = json.loads((tmp_path / "tta" / "run.json").read_text())
-    assert run["options"]["tta"] is True and run["options"]["extra_sides"] == [384, 256] and run["options"]["flip"] is True
+    assert run["options"]["tta"] is True and run["options"]["extra_scales"] == [0.75, 0.5] and run["options"]["flip"] is True
     plain, tta = np.load(tmp_path / "plain" / "coffee_p0.npy"), np.load(tmp_path / "tta" / "coffee_p0.npy")
     assert plain.shape == tta.shape == (400, 600) and not np.array_equal(plain, tta)

@@ -50,7 +50,7 @@ def test_loss_falls_when_overfitting_and_checkpoints_round_trip(synth, tmp_path)
     run = tmp_path / "run"
     # 000004 is the only sample whose path hash is < 0.5: one held-out sample, five to train on.
     code = train([synth], run, "--steps", "40", "--lr", "1e-3", "-w", "0", "--set", "log_every=5", "--set", "val_every=20",
-                 "--set", "data.val_fraction=0.5", "--set", "data.augment.p_any=0")  # fmt: skip
+                 "--set", "data.val_fraction=0.5", "--set", "data.augment.p_any=0", "--set", "input_side=80")  # fmt: skip
     assert code == 0
     rows = metrics(run)
     assert [int(r["step"]) for r in rows] == list(range(5, 41, 5))
@@ -67,6 +67,10 @@ def test_loss_falls_when_overfitting_and_checkpoints_round_trip(synth, tmp_path)
     assert meta["extra"]["step"] == 40 and meta["model_config"]["descriptor_dim"] == 16
     best = read_metadata(run / "best.safetensors")["extra"]
     assert best["best"]["metric"] == "val_loss" and best["step"] in (20, 40)
+    # The run's input side travels with its weights: inference resizes to it by default.
+    from matseg.net.infer import Predictor
+
+    assert meta["extra"]["input_side"] == best["input_side"] == 80 and Predictor(run / "best.safetensors", device="cpu").max_side == 80
     net = load_model(run / "last.safetensors")
     with torch.no_grad():
         out = net(torch.rand(1, 3, 64, 64) * 255)
@@ -210,12 +214,14 @@ def test_benchmark_validation_equals_matseg_eval(tmp_path):
     torch.manual_seed(0)
     net = DescriptorNet(ModelConfig(pretrained=False, descriptor_dim=16, decoder_channels=[32, 16, 16], psp_channels=8)).eval()
     images = load_benchmark(BENCHMARK)
-    got = benchmark_metrics(net, images, torch.device("cpu"))
-    assert got["bench_images"] == len(images) == 1 and 0 <= got["bench_score"] <= 1
-    predictor = create_predictor("matseg", weights=str(save_weights(tmp_path / "w.safetensors", net)), device="cpu")
-    expected = evaluate_benchmark_image(predictor, images[0], seed=0)[0]["results"]["all"]["paper"]
-    assert got["bench_score"] == pytest.approx(expected["triplet_material"], abs=1e-9)
-    assert got["bench_top1_point"] == pytest.approx(expected["top1_point"], abs=1e-9)
+    weights = str(save_weights(tmp_path / "w.safetensors", net))
+    for side in (None, 256):  # the net's default side, and a run's input_side
+        got = benchmark_metrics(net, images, torch.device("cpu"), max_side=side)
+        assert got["bench_images"] == len(images) == 1 and 0 <= got["bench_score"] <= 1
+        predictor = create_predictor("matseg", weights=weights, device="cpu", max_side=side)
+        expected = evaluate_benchmark_image(predictor, images[0], seed=0)[0]["results"]["all"]["paper"]
+        assert got["bench_score"] == pytest.approx(expected["triplet_material"], abs=1e-9)
+        assert got["bench_top1_point"] == pytest.approx(expected["top1_point"], abs=1e-9)
 
 
 class _CollectiveCalled(Exception):

@@ -42,4 +42,4 @@ def test_tta_specs_use_the_predict_preset():
 
     options = dict(a.split("=", 1) for a in args[3::2])
     predictor = create_predictor("effnet", **{k: yaml.safe_load(v) for k, v in options.items()})
-    assert predictor.params()["extra_sides"] == list(TTA_PRESET["extra_sides"]) and predictor.params()["flip"] is TTA_PRESET["flip"]
+    assert predictor.params()["extra_scales"] == list(TTA_PRESET["extra_scales"]) and predictor.params()["flip"] is TTA_PRESET["flip"]

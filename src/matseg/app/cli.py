@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--max-side", type=int, default=None, help="longer side the net sees (default 1024; 700 for the authors' net)")
+    p.add_argument("--max-side", type=int, default=None, help="longer side the net sees (default: the model's own, 384 px for the shipped one; 1024 for a checkpoint that names none; 700 for the authors' net)")
     add_precision_arg(p)
     add_tta_arg(p)
     p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest accepted upload (default 50 MB)")

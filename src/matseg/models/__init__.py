@@ -1,7 +1,9 @@
 """Trained descriptor nets that ship inside the package, and their registry.
 
 ``models.json`` next to this file names the default model and, per model version, its weights
-file, sha256, size, encoder and training summary (docs/model-card.md describes each one)::
+file, sha256, size, encoder, the input side it is used at by default (``input_side``: the longer
+image side ``Predictor`` resizes to when not told) and training summary (docs/model-card.md
+describes each one)::
 
     {"default": "matseg-lite0-2026.12.3",
      "models": {"matseg-lite0-2026.12.3": {"file": "matseg-lite0-2026.12.3.safetensors",

@@ -97,6 +97,7 @@ class TrainConfig:
     precision: str = option("auto", "auto (bf16 autocast on CPUs with native bf16 and on CUDA GPUs that support it; else fp32 on CPU, fp16 on CUDA), fp32, bf16, fp16 (CUDA, with gradient scaling)", "ours", choices=PRECISIONS)
     channels_last: bool = option(True, "channels-last memory layout (faster convolutions on CPU and tensor cores; see docs/benchmarks.md)", "ours")
     threads: int = option(0, "torch intra-op threads per process (0: torch's default)", "ours")
+    input_side: int | None = option(None, "longer image side the trained net is meant to see at inference, written into its checkpoints: predict, segment, eval, the app and --bench validation resize to it unless told otherwise (None: 1024 px)", "ours")
     model: ModelConfig = section(ModelConfig, "the descriptor net")
     data: DataConfig = section(DataConfig, "training data and batches")
     optim: OptimConfig = section(OptimConfig, "optimizer")
@@ -110,6 +111,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.keep_every < 0 or self.threads < 0:
             raise ValueError(f"keep_every and threads must be >= 0, got {self.keep_every}, {self.threads}")
+        if self.input_side is not None and self.input_side < 32:
+            raise ValueError(f"input_side must be >= 32 (the net's stride) or null, got {self.input_side}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         # The rank term's teacher is the encoder up to stride 16: it must stay ImageNet's.
@@ -122,7 +125,8 @@ class TrainConfig:
 
 
 # Keys that may differ when a run is resumed: they change when and where, not what, is computed.
-RUN_ONLY_KEYS = ("steps", "log_every", "val_every", "checkpoint_every", "keep_every", "device", "precision", "threads", "data.workers", "data.cache_dir")
+RUN_ONLY_KEYS = ("steps", "log_every", "val_every", "checkpoint_every", "keep_every", "device", "precision", "threads",
+                 "data.workers", "data.cache_dir", "input_side")  # fmt: skip
 
 
 class TrainError(RuntimeError):

@@ -1,6 +1,7 @@
 """Inference with a trained descriptor net: descriptor maps, point similarity maps, segmentation.
 
-Images of any size are resized so their longer side is at most ``max_side`` (default 1024)
+Images of any size are resized so their longer side is at most ``max_side`` (default: the
+weights' own ``input_side``, e.g. 384 px for the shipped model, else 1024)
 before the net runs; descriptors come out at a quarter of that resolution. Similarity maps and
 label maps are computed there and resized back to the original image (bilinear for
 similarities, then arg-max for labels), so every result is in original image coordinates,
@@ -102,13 +103,17 @@ def _resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack([cv2.resize(v.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR) for v in values])
 
 
-#: Longer side matseg's own nets see by default (the authors' net: REFERENCE_MAX_SIDE).
+#: Longer side matseg's own nets see when neither the caller nor the weights say (the authors'
+#: net: REFERENCE_MAX_SIDE). A checkpoint may name its own (``input_side``, see
+#: :func:`weights_input_side`): the shipped model's is 384 px, where it was measured best.
 DEFAULT_MAX_SIDE = 1024
 
 #: Test-time augmentation measured best on the dev set (docs/model-card.md): the image also at
-#: 384 and 256 px, where the patterns look as large as in the training crops, and every size
+#: 0.75 and 0.5 of the first view's side, where patterns look larger to the net, and every size
 #: mirrored too. ``matseg predict/segment --tta`` and ``Predictor(**TTA_PRESET)``.
-TTA_PRESET = {"extra_sides": (384, 256), "flip": True}
+TTA_PRESET = {"extra_scales": (0.75, 0.5), "flip": True}
+
+MIN_VIEW_SIDE = 32  # the net's stride: a smaller view has no descriptor grid
 
 
 def tta_options(enabled: bool) -> dict:
@@ -116,17 +121,30 @@ def tta_options(enabled: bool) -> dict:
     return dict(TTA_PRESET) if enabled else {}
 
 
-def view_sides(image_size: tuple[int, int], max_side: int, extra_sides=()) -> list[int]:
-    """Longer sides of the views of an image: ``max_side`` first, then ``extra_sides``, each
-    capped at ``max_side`` and at the image's own longer side (never enlarged), duplicates
-    dropped, order kept."""
+def view_sides(image_size: tuple[int, int], max_side: int, extra_sides=(), extra_scales=()) -> list[int]:
+    """Longer sides of the views of an image.
+
+    The first view is the image at ``max_side`` (never enlarged); then ``extra_sides`` (absolute,
+    capped at the first view's side) and ``extra_scales`` (fractions of the first view's side,
+    at least :data:`MIN_VIEW_SIDE`). Duplicates dropped, order kept.
+    """
     cap = min(int(max_side), max(image_size))
-    sides = []
-    for side in (max_side, *extra_sides):
-        side = min(int(side), cap)
+    sides = [cap]
+    for side in (*(min(int(s), cap) for s in extra_sides), *(max(MIN_VIEW_SIDE, round(cap * f)) for f in extra_scales)):
         if side not in sides:
             sides.append(side)
     return sides
+
+
+def weights_input_side(path: str | os.PathLike) -> int | None:
+    """The longer image side a weights file was made to see (``input_side`` in its metadata's
+    ``extra``, written by ``matseg train`` from the config's ``input_side``), or None."""
+    from matseg.net.checkpoint import REFERENCE_SUFFIXES, read_metadata
+
+    if Path(path).suffix.lower() in REFERENCE_SUFFIXES:  # the authors' files carry no metadata
+        return None
+    side = read_metadata(path)["extra"].get("input_side")
+    return int(side) if side else None
 
 
 def describe_views(describe_at, image: np.ndarray, sides: list[int], flip: bool = False) -> list[torch.Tensor]:
@@ -173,16 +191,18 @@ class Predictor:
         model: a :class:`DescriptorNet`, a path to a ``.safetensors`` checkpoint, or None for
             the default model that ships with matseg (:mod:`matseg.models`).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
-        max_side: longer image side the net sees (images are resized, not tiled). None: the
-            net's own rule: 1024 px with area averaging for matseg's nets; for the authors' net
+        max_side: longer image side the net sees (images are resized, not tiled, with area
+            averaging). None: the weights' own ``input_side`` (the shipped model's registry
+            entry, or a checkpoint's metadata), else 1024 px; for the authors' net
             (:class:`~matseg.net.reference.ReferenceNet`) their scripts' rule, 700 px with
             bilinear resizing and truncated sizes.
         precision: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` (CUDA) or ``"auto"`` (bf16 on
             a CPU with native bf16 or on CUDA, else fp32); autocast around the net only.
-        extra_sides: test-time augmentation: the net also sees the image at these longer sides
-            (never enlarged) and the descriptors are averaged on the ``max_side`` grid;
-            ``flip``: mirrored views too. :data:`TTA_PRESET` is the measured best; each view
-            costs a pass (the preset: about 3.5x the time of one pass at 512 px).
+        extra_sides, extra_scales: test-time augmentation: the net also sees the image at
+            these longer sides (never enlarged), or at these fractions of the first view's
+            side, and the descriptors are averaged on the first view's grid; ``flip``: mirrored
+            views too. :data:`TTA_PRESET` is the measured best; each view costs a pass (the
+            preset: about 6x the time of one pass at 384 px).
 
     ``source`` says which weights are loaded, for the records of every output: ``{"model":
     version name, "sha256": ...}`` for a shipped model, ``{"weights": path, "sha256": ...}``
@@ -194,41 +214,50 @@ class Predictor:
     """
 
     def __init__(self, model: DescriptorNet | str | os.PathLike | None = None, device: str = "auto",
-                 max_side: int | None = None, precision: str = "fp32", extra_sides=(), flip: bool = False):  # fmt: skip
+                 max_side: int | None = None, precision: str = "fp32", extra_sides=(), extra_scales=(), flip: bool = False):  # fmt: skip
         self.device = pick_device(device)
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.precision = precision
+        input_side = None
         if model is None:
             from matseg.models import verify
 
             info = verify()
             self.source = {"model": info["name"], "sha256": info["sha256"]}
             model = load_model(info["path"], self.device)
+            input_side = info.get("input_side") or weights_input_side(info["path"])
         elif isinstance(model, (str, os.PathLike)):
             from matseg.io.hashing import sha256_file
 
             path = Path(model)
             self.source = {"weights": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None}
             model = load_model(path, self.device)
+            input_side = weights_input_side(path)
         else:
             self.source = {}
         self.model = model.to(self.device).eval()
         from matseg.net.reference import REFERENCE_MAX_SIDE, ReferenceNet
 
         self.reference_rules = isinstance(self.model, ReferenceNet)
-        max_side = max_side or (REFERENCE_MAX_SIDE if self.reference_rules else DEFAULT_MAX_SIDE)
+        max_side = max_side or (REFERENCE_MAX_SIDE if self.reference_rules else input_side or DEFAULT_MAX_SIDE)
         extra_sides = tuple(int(side) for side in extra_sides)
+        extra_scales = tuple(float(f) for f in extra_scales)
         for side in (max_side, *extra_sides):
-            if side < 32:
-                raise ValueError(f"max_side and extra_sides must be >= 32, got {side}")
+            if side < MIN_VIEW_SIDE:
+                raise ValueError(f"max_side and extra_sides must be >= {MIN_VIEW_SIDE}, got {side}")
+        for f in extra_scales:
+            if not 0 < f <= 1:
+                raise ValueError(f"extra_scales must lie in (0, 1], got {f}")
         self.max_side = max_side
         self.extra_sides = extra_sides
+        self.extra_scales = extra_scales
         self.flip = bool(flip)
 
     @property
     def options(self) -> dict:
         """The settings that shape the descriptors, for the records of every output."""
-        return {"max_side": self.max_side, "extra_sides": list(self.extra_sides), "flip": self.flip, "precision": self.precision}
+        return {"max_side": self.max_side, "extra_sides": list(self.extra_sides), "extra_scales": list(self.extra_scales),
+                "flip": self.flip, "precision": self.precision}  # fmt: skip
 
     @torch.inference_mode()
     def describe(self, image: np.ndarray | str | os.PathLike) -> DescriptorMap:
@@ -237,7 +266,7 @@ class Predictor:
             image = read_image_rgb(image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}")
-        sides = view_sides(image.shape[:2], self.max_side, self.extra_sides)
+        sides = view_sides(image.shape[:2], self.max_side, self.extra_sides, self.extra_scales)
         (desc,) = describe_views(self._describe_at, image, sides, self.flip)
         if len(sides) > 1 or self.flip:
             desc = F.normalize(desc, dim=0)  # the mean of unit vectors is shorter than 1

@@ -31,8 +31,8 @@ def add_precision_arg(p: argparse.ArgumentParser) -> None:
 def add_tta_arg(p: argparse.ArgumentParser) -> None:
     """``--tta`` of every command that runs a net for inference."""
     p.add_argument("--tta", action="store_true",
-                   help="test-time augmentation: the net also sees the image at 384 and 256 px and mirrored, "
-                   "descriptors averaged (more accurate on the dev set, about 3.5x slower; docs/model-card.md)")  # fmt: skip
+                   help="test-time augmentation: the net also sees the image at 0.75 and 0.5 of --max-side and mirrored, "
+                   "descriptors averaged (more accurate on the dev set, about 6x slower; docs/model-card.md)")  # fmt: skip
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", type=Path, default=None, help="output folder (default: out/<command>)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--max-side", type=int, default=None,
-                   help="longer side the net sees; larger images are resized (default: 1024, or 700 for the authors' net)")  # fmt: skip
+                   help="longer side the net sees; larger images are resized (default: the model's own, 384 px for the shipped one; 1024 for a checkpoint that names none; 700 for the authors' net)")  # fmt: skip
     add_precision_arg(p)
     add_tta_arg(p)
 

@@ -339,11 +339,12 @@ def load_benchmark(bench_dir: Path) -> list:
     return images
 
 
-def benchmark_metrics(net: DescriptorNet, images: list, device: torch.device) -> dict:
+def benchmark_metrics(net: DescriptorNet, images: list, device: torch.device, max_side: int | None = None) -> dict:
     """The evaluation stage's triplet metric of ``net`` on loaded benchmark images.
 
     The net is run exactly as ``matseg eval --predictor matseg`` runs a saved checkpoint
-    (``matseg.net.infer.Predictor``, descriptors upsampled bilinearly to the image), and scored
+    (``matseg.net.infer.Predictor`` at ``max_side``, the run's ``input_side``; descriptors
+    upsampled bilinearly to the image), and scored
     with ``matseg.evaluate.jobs.evaluate_benchmark_image``.
 
     Returns:
@@ -362,7 +363,7 @@ def benchmark_metrics(net: DescriptorNet, images: list, device: torch.device) ->
         name = "matseg"
 
         def __init__(self):
-            self.predictor = Predictor(net, device=str(device))
+            self.predictor = Predictor(net, device=str(device), max_side=max_side)
 
         def describe(self, image: np.ndarray) -> np.ndarray:
             dmap = self.predictor.describe(image)
@@ -522,8 +523,12 @@ class Trainer:
                            state.get("world_size", 1), self.dist.world)  # fmt: skip
         return state
 
+    def _inference_extra(self) -> dict:
+        """Checkpoint metadata that inference reads: the input side the run is meant for."""
+        return {"input_side": self.cfg.input_side} if self.cfg.input_side else {}
+
     def _save(self, net, opt, sched, scaler, step: int, best: dict | None) -> None:
-        extra = {"step": step, "seed": self.cfg.seed, "best": best}
+        extra = {"step": step, "seed": self.cfg.seed, "best": best, **self._inference_extra()}
         save_weights(self.run_dir / LAST_NAME, _unwrap(net), extra=extra)
         state = {
             "step": step,
@@ -577,7 +582,7 @@ class Trainer:
             if val_loader is not None:
                 metrics.update(validation_loss(model, val_loader, self.device, self.autocast_dtype, self.cfg.loss))
             if self._bench_images:
-                metrics.update(benchmark_metrics(model, self._bench_images, self.device))
+                metrics.update(benchmark_metrics(model, self._bench_images, self.device, self.cfg.input_side))
         finally:
             model.train()
         return metrics
@@ -662,7 +667,7 @@ class Trainer:
                             row.update(metrics)
                             if _improves(metrics, best):
                                 best = _best_entry(metrics, step)
-                                save_weights(self.run_dir / BEST_NAME, _unwrap(net), extra={"step": step, "seed": cfg.seed, "best": best})
+                                save_weights(self.run_dir / BEST_NAME, _unwrap(net), extra={"step": step, "seed": cfg.seed, "best": best, **self._inference_extra()})
                     if row is not None and d.main:
                         log.write(row)
                         last_metrics = row

@@ -31,9 +31,10 @@ def _resize_channels(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return up.permute(1, 2, 0).contiguous().numpy()
 
 
-@register_predictor("effnet", "ImageNet EfficientNet-Lite0 features (strides 4, 8, 16), upsampled (encoder=efficientnet_lite2: Lite2's; extra_sides=[384, 256] flip=true: test-time augmentation)")
+@register_predictor("effnet", "ImageNet EfficientNet-Lite0 features (strides 4, 8, 16), upsampled (encoder=efficientnet_lite2: Lite2's; extra_scales=[0.75, 0.5] flip=true: test-time augmentation)")
 class EfficientNetFeatures(DescriptorPredictor):
-    def __init__(self, max_side: int = 512, device: str = "cpu", encoder: str = "efficientnet_lite0", extra_sides=(), flip: bool = False):
+    def __init__(self, max_side: int = 512, device: str = "cpu", encoder: str = "efficientnet_lite0", extra_sides=(), extra_scales=(),
+                 flip: bool = False):  # fmt: skip
         _require_torch()
         import torch
 
@@ -51,10 +52,14 @@ class EfficientNetFeatures(DescriptorPredictor):
         self.device = torch.device(device)
         self.max_side = int(max_side)
         self.extra_sides = tuple(int(side) for side in extra_sides)
+        self.extra_scales = tuple(float(f) for f in extra_scales)
+        if any(not 0 < f <= 1 for f in self.extra_scales):
+            raise ValueError(f"effnet: extra_scales must lie in (0, 1], got {list(self.extra_scales)}")
         self.flip = bool(flip)
 
     def params(self) -> dict:
-        return {"max_side": self.max_side, "encoder": self.encoder_name, "extra_sides": list(self.extra_sides), "flip": self.flip}
+        return {"max_side": self.max_side, "encoder": self.encoder_name, "extra_sides": list(self.extra_sides),
+                "extra_scales": list(self.extra_scales), "flip": self.flip}  # fmt: skip
 
     def _taps_at(self, image: np.ndarray, side: int) -> list:
         """Unit feature maps at strides 4, 8, 16 of ``image`` resized to longer side ``side``."""
@@ -78,7 +83,7 @@ class EfficientNetFeatures(DescriptorPredictor):
 
         check_image(image)
         H, W = image.shape[:2]
-        sides = view_sides((H, W), self.max_side, self.extra_sides)
+        sides = view_sides((H, W), self.max_side, self.extra_sides, self.extra_scales)
         taps = describe_views(self._taps_at, image, sides, self.flip)
         if len(sides) > 1 or self.flip:
             taps = [F.normalize(t, dim=0) for t in taps]
@@ -88,16 +93,18 @@ class EfficientNetFeatures(DescriptorPredictor):
 @register_predictor("matseg", "the trained MatSeg descriptor net (default: the shipped model; weights=FILE.safetensors or the authors' Defult.torch; tta=true: test-time augmentation)")
 class MatSegNet(DescriptorPredictor):
     def __init__(self, weights: str | None = None, max_side: int | None = None, device: str = "auto", precision: str = "fp32",
-                 tta: bool = False, extra_sides=None, flip: bool | None = None):  # fmt: skip
+                 tta: bool = False, extra_sides=None, extra_scales=None, flip: bool | None = None):  # fmt: skip
         _require_torch()
         from matseg.models import ModelNotAvailable
         from matseg.net.checkpoint import CheckpointError
         from matseg.net.infer import Predictor, tta_options
 
-        # tta=true is the preset of `matseg predict --tta`; extra_sides / flip set (or override) it.
+        # tta=true is the preset of `matseg predict --tta`; extra_sides / extra_scales / flip set (or override) it.
         views = tta_options(bool(tta))
         if extra_sides is not None:
             views["extra_sides"] = tuple(extra_sides)
+        if extra_scales is not None:
+            views["extra_scales"] = tuple(extra_scales)
         if flip is not None:
             views["flip"] = bool(flip)
         try:
