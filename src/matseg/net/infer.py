@@ -109,8 +109,9 @@ def _resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 DEFAULT_MAX_SIDE = 1024
 
 #: Test-time augmentation measured best on the dev set (docs/model-card.md): the image also at
-#: 0.75 and 0.5 of the first view's side, where patterns look larger to the net, and every size
-#: mirrored too. ``matseg predict/segment --tta`` and ``Predictor(**TTA_PRESET)``.
+#: 0.75 and 0.5 of the first view's side (each material covers fewer pixels, the net sees more of
+#: it at once), and every size mirrored too. ``matseg predict/segment --tta`` and
+#: ``Predictor(**TTA_PRESET)``.
 TTA_PRESET = {"extra_scales": (0.75, 0.5), "flip": True}
 
 MIN_VIEW_SIDE = 32  # the net's stride: a smaller view has no descriptor grid
