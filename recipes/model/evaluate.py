@@ -71,7 +71,7 @@ def predictor_args(spec: str) -> list[str]:
         from matseg.net.infer import TTA_PRESET
 
         for key, value in TTA_PRESET.items():
-            args += ["--predictor-arg", f"{key}={json.dumps(list(value) if isinstance(value, tuple) else value)}"]
+            args += ["--predictor-arg", f"{key}={json.dumps(value)}"]  # tuples become YAML lists
     return args
 
 

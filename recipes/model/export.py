@@ -25,6 +25,7 @@ import torch
 from matseg.io.atomic import write_json_atomic
 from matseg.models import REGISTRY_NAME, ModelNotAvailable, models_dir, registry, sha256_file
 from matseg.net.checkpoint import CheckpointError, load_model, read_metadata, save_weights
+from matseg.net.infer import MIN_VIEW_SIDE
 
 
 def average_state(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
@@ -46,7 +47,9 @@ def average_state(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
     if len(sides) > 1:
         raise CheckpointError(f"{paths}: the checkpoints name different input sides {sorted(map(str, sides))}")
     provenance = {"averaged": names, "steps": [extra.get("step") for extra in extras]}
-    return nets[0], {**provenance, **({"input_side": sides.pop()} if None not in sides else {})}
+    if None not in sides:
+        provenance["input_side"] = sides.pop()
+    return nets[0], provenance
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a file stem: no folders, no hidden files
@@ -71,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         reg = registry(folder)  # a broken registry is refused before anything is written
         net, provenance = average_state(args.checkpoints)
         if args.input_side is not None:
-            if args.input_side < 32:
-                raise CheckpointError(f"--input-side {args.input_side}: must be >= 32 (the net's stride)")
+            if args.input_side < MIN_VIEW_SIDE:
+                raise CheckpointError(f"--input-side {args.input_side}: must be >= {MIN_VIEW_SIDE} (the net's stride)")
             provenance["input_side"] = args.input_side
     except (CheckpointError, ModelNotAvailable) as exc:
         print(f"error: {exc}", file=sys.stderr)

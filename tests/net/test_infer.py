@@ -254,7 +254,7 @@ def test_predictor_tta_is_unit_and_mirror_consistent(weights):
     assert torch.allclose(d, d_mirror.flip(-1), atol=1e-5)
     with pytest.raises(ValueError, match="extra_sides must be >= 32, got 16"):
         Predictor(weights, device="cpu", extra_sides=(16,))
-    with pytest.raises(ValueError, match=r"extra_scales must lie in \(0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"extra_scales must lie in \(0, 1\], got \[1.5\]"):
         Predictor(weights, device="cpu", extra_scales=(1.5,))
 
 

@@ -137,6 +137,14 @@ def view_sides(image_size: tuple[int, int], max_side: int, extra_sides=(), extra
     return sides
 
 
+def check_view_scales(extra_scales) -> tuple[float, ...]:
+    """``extra_scales`` as floats, each a fraction of the first view's side in (0, 1]."""
+    scales = tuple(float(f) for f in extra_scales)
+    if any(not 0 < f <= 1 for f in scales):
+        raise ValueError(f"extra_scales must lie in (0, 1], got {list(scales)}")
+    return scales
+
+
 def weights_input_side(path: str | os.PathLike) -> int | None:
     """The longer image side a weights file was made to see (``input_side`` in its metadata's
     ``extra``, written by ``matseg train`` from the config's ``input_side``), or None."""
@@ -242,16 +250,12 @@ class Predictor:
         self.reference_rules = isinstance(self.model, ReferenceNet)
         max_side = max_side or (REFERENCE_MAX_SIDE if self.reference_rules else input_side or DEFAULT_MAX_SIDE)
         extra_sides = tuple(int(side) for side in extra_sides)
-        extra_scales = tuple(float(f) for f in extra_scales)
         for side in (max_side, *extra_sides):
             if side < MIN_VIEW_SIDE:
                 raise ValueError(f"max_side and extra_sides must be >= {MIN_VIEW_SIDE}, got {side}")
-        for f in extra_scales:
-            if not 0 < f <= 1:
-                raise ValueError(f"extra_scales must lie in (0, 1], got {f}")
         self.max_side = max_side
         self.extra_sides = extra_sides
-        self.extra_scales = extra_scales
+        self.extra_scales = check_view_scales(extra_scales)
         self.flip = bool(flip)
 
     @property

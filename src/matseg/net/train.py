@@ -523,12 +523,13 @@ class Trainer:
                            state.get("world_size", 1), self.dist.world)  # fmt: skip
         return state
 
-    def _inference_extra(self) -> dict:
-        """Checkpoint metadata that inference reads: the input side the run is meant for."""
-        return {"input_side": self.cfg.input_side} if self.cfg.input_side else {}
+    def _checkpoint_extra(self, step: int, best: dict | None) -> dict:
+        """Metadata of every weights file the run writes; inference reads ``input_side``."""
+        extra = {"step": step, "seed": self.cfg.seed, "best": best}
+        return {**extra, "input_side": self.cfg.input_side} if self.cfg.input_side else extra
 
     def _save(self, net, opt, sched, scaler, step: int, best: dict | None) -> None:
-        extra = {"step": step, "seed": self.cfg.seed, "best": best, **self._inference_extra()}
+        extra = self._checkpoint_extra(step, best)
         save_weights(self.run_dir / LAST_NAME, _unwrap(net), extra=extra)
         state = {
             "step": step,
@@ -667,7 +668,7 @@ class Trainer:
                             row.update(metrics)
                             if _improves(metrics, best):
                                 best = _best_entry(metrics, step)
-                                save_weights(self.run_dir / BEST_NAME, _unwrap(net), extra={"step": step, "seed": cfg.seed, "best": best, **self._inference_extra()})
+                                save_weights(self.run_dir / BEST_NAME, _unwrap(net), extra=self._checkpoint_extra(step, best))
                     if row is not None and d.main:
                         log.write(row)
                         last_metrics = row

@@ -39,6 +39,7 @@ class EfficientNetFeatures(DescriptorPredictor):
         import torch
 
         from matseg.net.encoders import available_encoders, create_encoder
+        from matseg.net.infer import check_view_scales
 
         # The taps below (strides 4, 8, 16 of five) are those of the EfficientNet-Lite encoders.
         lite = [name for name in available_encoders() if name.startswith("efficientnet_lite")]
@@ -52,9 +53,7 @@ class EfficientNetFeatures(DescriptorPredictor):
         self.device = torch.device(device)
         self.max_side = int(max_side)
         self.extra_sides = tuple(int(side) for side in extra_sides)
-        self.extra_scales = tuple(float(f) for f in extra_scales)
-        if any(not 0 < f <= 1 for f in self.extra_scales):
-            raise ValueError(f"effnet: extra_scales must lie in (0, 1], got {list(self.extra_scales)}")
+        self.extra_scales = check_view_scales(extra_scales)
         self.flip = bool(flip)
 
     def params(self) -> dict:
