@@ -31,6 +31,12 @@ def test_defaults_file_then_overrides(tmp_path):
 def test_int_accepted_for_float_and_parsed_override_tuple():
     cfg = load_config(Outer, None, ["inner.p=1", (["inner", "sizes"], [7])])
     assert cfg.inner.p == 1.0 and isinstance(cfg.inner.p, float) and cfg.inner.sizes == [7]
+    # YAML 1.1 reads 1e-4 (no dot in the mantissa) as a string; a number field takes it.
+    for text, value in (("1e-4", 1e-4), ("5E-1", 0.5), ("-2.5e+0", -2.5), (".5e1", 5.0)):
+        assert load_config(Outer, None, [f"inner.p={text}"]).inner.p == value
+    for text in ("1e", "e-4", "abc", "1e-4x"):
+        with pytest.raises(ConfigError, match="inner.p: expected a number"):
+            load_config(Outer, None, [f"inner.p={text}"])
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,14 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch extra not installed (pip install 'matseg[torch]')")
 import torch.nn.functional as F  # noqa: E402
 
-from matseg.net.loss import average_references, encoder_reference, material_descriptors, material_loss, rank_loss  # noqa: E402
+from matseg.net.loss import (  # noqa: E402
+    average_references,
+    distill_loss,
+    encoder_reference,
+    material_descriptors,
+    material_loss,
+    rank_loss,
+)
 from matseg.net.model import DescriptorNet, ModelConfig  # noqa: E402
 
 
@@ -210,3 +217,16 @@ def test_average_references_hand_computed():
     assert torch.equal(average_references([a], (2, 2)), a)
     with pytest.raises(ValueError, match="at least one"):
         average_references([], (2, 2))
+
+
+def test_distill_loss_hand_computed_and_detached():
+    # Two pixels: the first points the target's way (cos 1), the second 45 degrees off it.
+    desc = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).T.reshape(1, 2, 1, 2).requires_grad_(True)
+    target = torch.tensor([[2.0, 0.0], [1.0, 1.0]]).T.reshape(1, 2, 1, 2).requires_grad_(True)  # normalised inside
+    loss = distill_loss(desc, target)
+    assert loss.item() == pytest.approx(1 - (1 + math.sqrt(0.5)) / 2, abs=1e-6)
+    loss.backward()
+    assert target.grad is None and desc.grad[0, :, 0, 0].abs().sum() > 0
+    assert distill_loss(target.detach()[:, :, :, :1] / 2, target.detach()[:, :, :, :1]).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="one shape"):
+        distill_loss(desc, target[..., :1])

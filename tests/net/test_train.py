@@ -378,6 +378,47 @@ def test_rank_term_needs_the_frozen_pretrained_encoder():
         from_dict(TrainConfig, {"loss": {"rank_teacher_scales": []}})
 
 
+def test_self_distillation_trains_towards_a_frozen_teacher(synth, tmp_path):
+    from matseg.net.train import Trainer, TrainError
+
+    teacher_run = tmp_path / "teacher"
+    assert train([synth], teacher_run, "--set", "steps=2") == 0
+    teacher = teacher_run / "last.safetensors"
+    before = teacher.read_bytes()
+    plain, distilled = tmp_path / "plain", tmp_path / "distilled"
+    common = ("--set", "steps=4", "--set", "log_every=2", "--set", f"model.init_weights={teacher}")
+    assert train([synth], plain, *common) == 0
+    assert train([synth], distilled, *common, "--set", "loss.distill_weight=1.0", "--set", "loss.distill_teacher=init") == 0
+    # Same batches, one more term: the logged loss is higher by the (positive) distillation term.
+    assert all(float(d["loss"]) > float(p["loss"]) for d, p in zip(metrics(distilled), metrics(plain)))
+    assert teacher.read_bytes() == before
+
+    # The target: the teacher's descriptors averaged over sizes and mirrors, computed here by hand.
+    cfg = from_dict(TrainConfig, {"model": {"pretrained": False, "descriptor_dim": 16, "decoder_channels": [32, 16, 16], "psp_channels": 8},
+                                  "precision": "fp32", "loss": {"distill_weight": 1.0, "distill_teacher": str(teacher), "distill_scales": [1.0, 0.5]}})  # fmt: skip
+    trainer = Trainer(cfg, [synth], tmp_path / "unused", progress=False)
+    trainer._build()
+    net = load_model(teacher).eval()
+    images = torch.rand(2, 3, 64, 96) * 255
+    with torch.no_grad():
+        small = torch.nn.functional.interpolate(images, size=(32, 48), mode="bilinear", antialias=True, align_corners=False)
+        views = [net(images), net(images.flip(-1)).flip(-1), net(small), net(small.flip(-1)).flip(-1)]
+        views = [torch.nn.functional.interpolate(v, size=(16, 24), mode="bilinear", align_corners=False) for v in views]
+        expected = torch.nn.functional.normalize(sum(views), dim=1)
+    assert torch.allclose(trainer._distill_target(images, (16, 24)), expected, atol=1e-5)
+    assert not any(p.requires_grad for p in trainer.teacher.parameters()) and not trainer.teacher.training
+
+    with pytest.raises(ValueError, match="distill_weight 0.5 needs distill_teacher"):
+        from_dict(TrainConfig, {"loss": {"distill_weight": 0.5}})
+    with pytest.raises(ValueError, match="distill_teacher 'init' needs model.init_weights"):
+        from_dict(TrainConfig, {"loss": {"distill_weight": 0.5, "distill_teacher": "init"}})
+    with pytest.raises(ValueError, match="distill_scales"):
+        from_dict(TrainConfig, {"loss": {"distill_scales": [0.1]}})
+    missing = from_dict(TrainConfig, {"model": {"pretrained": False}, "loss": {"distill_weight": 1.0, "distill_teacher": str(tmp_path / "nope.safetensors")}})
+    with pytest.raises(TrainError, match="loss.distill_teacher: .*not found"):
+        Trainer(missing, [synth], tmp_path / "unused2", progress=False)._build()
+
+
 def _planned_entries(run: Path, data: list[Path], steps: int, world: int = 1) -> set[str]:
     """Cache entry names of the samples a run's batches draw first (all ranks) and of its held-out samples."""
     from matseg.config import load_config

@@ -36,7 +36,7 @@ def read_results(folder: Path) -> dict:
 
 
 def predictor_label(data: dict) -> str:
-    """Short name of the predictor of a result: ``matseg (matseg-lite0-2026.12.3)``, ``effnet``..."""
+    """Short name of the predictor of a result: ``matseg (matseg-lite0-2026.12.4)``, ``effnet``..."""
     predictor = data.get("predictor") or {}
     name = predictor.get("name", "?")
     params = predictor.get("params") or {}

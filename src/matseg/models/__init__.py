@@ -5,8 +5,8 @@ file, sha256, size, encoder, the input side it is used at by default (``input_si
 image side ``Predictor`` resizes to when not told) and training summary (docs/model-card.md
 describes each one)::
 
-    {"default": "matseg-lite0-2026.12.3",
-     "models": {"matseg-lite0-2026.12.3": {"file": "matseg-lite0-2026.12.3.safetensors",
+    {"default": "matseg-lite0-2026.12.4",
+     "models": {"matseg-lite0-2026.12.4": {"file": "matseg-lite0-2026.12.4.safetensors",
                                           "sha256": "...", "bytes": 13456789, ...}}}
 
 Weights are fp16 safetensors with the model config in their metadata (``matseg.net.checkpoint``);

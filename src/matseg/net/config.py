@@ -70,6 +70,10 @@ class LossConfig:
     rank_scale: float = option(0.5, "rank term: share of the ImageNet features' similarity gap the descriptors must reproduce", "ours")
     rank_margin: float = option(0.05, "rank term: ImageNet similarity gaps at or below this are ties and constrain nothing", "ours")
     rank_teacher_scales: list[float] = option([1.0], "rank term: sizes at which the ImageNet teacher sees each crop, as fractions of it; their features are averaged on the descriptor grid (several sizes rank partial similarity better, as --tta shows for the effnet baseline)", "ours")
+    distill_weight: float = option(0.0, "weight of the self-distillation term (matseg.net.loss.distill_loss): the net's single view of a crop learns a frozen teacher net's descriptors averaged over several sizes and mirrors of it, i.e. what --tta computes; needs loss.distill_teacher. 0: off", "ours")
+    distill_teacher: str | None = option(None, "self-distillation: the teacher net (.safetensors from matseg train, 'default' = the shipped model, or 'init' = the net of model.init_weights, i.e. the run's own starting point); its architecture may differ from model.*", "ours")
+    distill_scales: list[float] = option([1.0, 0.75, 0.5], "self-distillation: sizes at which the teacher sees each crop, as fractions of it (averaged on the descriptor grid)", "ours")
+    distill_flip: bool = option(True, "self-distillation: the teacher also sees the mirror image of every size", "ours")
 
     def __post_init__(self):
         if self.temperature <= 0:
@@ -81,6 +85,12 @@ class LossConfig:
             )
         if not self.rank_teacher_scales or any(not 0.25 <= s <= 2 for s in self.rank_teacher_scales):
             raise ValueError(f"rank_teacher_scales must be a non-empty list of sizes in [0.25, 2], got {self.rank_teacher_scales}")
+        if self.distill_weight < 0:
+            raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight}")
+        if self.distill_weight and not self.distill_teacher:
+            raise ValueError(f"distill_weight {self.distill_weight} needs distill_teacher (a .safetensors path or 'default')")
+        if not self.distill_scales or any(not 0.25 <= s <= 2 for s in self.distill_scales):
+            raise ValueError(f"distill_scales must be a non-empty list of sizes in [0.25, 2], got {self.distill_scales}")
 
 
 @dataclass
@@ -115,6 +125,8 @@ class TrainConfig:
             raise ValueError(f"input_side must be >= 32 (the net's stride) or null, got {self.input_side}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.loss.distill_weight and self.loss.distill_teacher == "init" and not self.model.init_weights:
+            raise ValueError("loss.distill_teacher 'init' needs model.init_weights (the net to start from and distil)")
         # The rank term's teacher is the encoder up to stride 16: it must stay ImageNet's.
         if self.loss.rank_weight and (self.optim.freeze_encoder_stride < 16 or not self.model.pretrained):
             raise ValueError(

@@ -228,3 +228,20 @@ def rank_loss(
     if not count:
         return zero, {"triplets": 0}
     return F.relu(scale * d_ref - d_net)[constrained].mean(), {"triplets": count}
+
+
+def distill_loss(descriptors: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Self-distillation: mean over pixels of ``1 - cos(descriptor, target)``.
+
+    Args:
+        descriptors: (B, D, h, w) unit-length descriptors (the student's single view).
+        target: (B, D, h, w) the teacher's descriptors on the same grid (e.g. its mean over
+            several views, :func:`average_references`); normalised here, detached.
+
+    Returns:
+        Scalar in [0, 2]: 0 when every descriptor points the teacher's way.
+    """
+    if descriptors.ndim != 4 or descriptors.shape != target.shape:
+        raise ValueError(f"expected descriptors and target of one shape (B,D,h,w); got {tuple(descriptors.shape)}, {tuple(target.shape)}")
+    target = F.normalize(target.detach().to(descriptors.dtype), dim=1)
+    return 1.0 - (descriptors * target).sum(1).mean()

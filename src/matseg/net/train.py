@@ -54,7 +54,7 @@ from matseg.net.data import (
     split_samples,
     validation_plan,
 )
-from matseg.net.loss import average_references, encoder_reference, material_loss, rank_loss
+from matseg.net.loss import average_references, distill_loss, encoder_reference, material_loss, rank_loss
 from matseg.net.config import (  # noqa: F401 (re-exported)
     CONFIG_NAME,
     RUN_ONLY_KEYS,
@@ -129,11 +129,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def _load_initial_weights(net: DescriptorNet, spec: str) -> None:
-    """Fine-tuning: ``net`` takes the weights of ``spec`` (a checkpoint, or ``default``); the
-    architectures must match (the message names what differs)."""
-    from dataclasses import asdict
-
+def _load_weights_spec(spec: str, key: str):
+    """The net named by a weights option ``key``: a checkpoint path, or ``default`` (the shipped model)."""
     from matseg.net.checkpoint import CheckpointError, load_model
 
     path = spec
@@ -142,9 +139,17 @@ def _load_initial_weights(net: DescriptorNet, spec: str) -> None:
 
         path = verify()["path"]
     try:
-        source = load_model(path)
+        return path, load_model(path)
     except CheckpointError as exc:
-        raise TrainError(f"model.init_weights: {exc}") from None
+        raise TrainError(f"{key}: {exc}") from None
+
+
+def _load_initial_weights(net: DescriptorNet, spec: str) -> None:
+    """Fine-tuning: ``net`` takes the weights of ``spec`` (a checkpoint, or ``default``); the
+    architectures must match (the message names what differs)."""
+    from dataclasses import asdict
+
+    path, source = _load_weights_spec(spec, "model.init_weights")
     ours = {k: v for k, v in asdict(net.cfg).items() if k not in ("pretrained", "encoder_weights", "init_weights")}
     theirs = {k: v for k, v in asdict(getattr(source, "cfg", None) or net.cfg).items() if k in ours}
     if not isinstance(source, DescriptorNet) or ours != theirs:
@@ -489,7 +494,20 @@ class Trainer:
         opt = torch.optim.AdamW(parameter_groups(net, self.cfg.optim), lr=self.cfg.optim.lr, weight_decay=self.cfg.optim.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, self.cfg.optim, self.cfg.steps))
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        self.teacher = self._build_teacher()
         return net, opt, sched, scaler
+
+    def _build_teacher(self) -> DescriptorNet | None:
+        """The frozen self-distillation teacher (``loss.distill_teacher``), or None when off."""
+        if not self.cfg.loss.distill_weight:
+            return None
+        spec = self.cfg.loss.distill_teacher
+        _, teacher = _load_weights_spec(self.cfg.model.init_weights if spec == "init" else spec, "loss.distill_teacher")
+        if not isinstance(teacher, DescriptorNet):
+            raise TrainError(f"loss.distill_teacher {self.cfg.loss.distill_teacher}: not a matseg descriptor net")
+        teacher.eval().requires_grad_(False)
+        teacher = teacher.to(self.device)
+        return teacher.to(memory_format=torch.channels_last) if self.cfg.channels_last else teacher
 
     def _restore(self, net, opt, sched, scaler) -> dict:
         from safetensors.torch import load_file
@@ -727,6 +745,8 @@ class Trainer:
             loss = loss + loss_cfg.rank_weight * rank
             if rank_stats["triplets"]:
                 rank_value = float(rank.detach())
+        if loss_cfg.distill_weight:
+            loss = loss + loss_cfg.distill_weight * distill_loss(descriptors, self._distill_target(images, tuple(descriptors.shape[-2:])))
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if self.cfg.optim.grad_clip:
@@ -746,11 +766,33 @@ class Trainer:
             if scale == 1.0:
                 references.append(encoder_reference(taps, size))
                 continue
-            h, w = (max(32, round(side * scale)) for side in images.shape[-2:])
             with torch.no_grad(), autocast(self.device, self.autocast_dtype):
-                scaled = F.interpolate(images, size=(h, w), mode="bilinear", antialias=scale < 1, align_corners=False)
+                scaled = _scaled_view(images, scale)
+                h, w = scaled.shape[-2:]
                 references.append(encoder_reference(model.encoder_taps(scaled), (-(-h // 4), -(-w // 4))))
         return references[0] if len(references) == 1 else average_references(references, size)
+
+    def _distill_target(self, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The teacher's descriptors of the crop averaged over ``loss.distill_scales`` sizes (and
+        their mirror images with ``loss.distill_flip``) on the descriptor grid ``size``: the
+        --tta views of the crop."""
+        views = []
+        with torch.no_grad(), autocast(self.device, self.autocast_dtype):
+            for scale in self.cfg.loss.distill_scales:
+                scaled = _scaled_view(images, scale)
+                views.append(self.teacher(scaled).float())
+                if self.cfg.loss.distill_flip:
+                    views.append(self.teacher(scaled.flip(-1)).float().flip(-1))
+        return average_references(views, size)
+
+
+def _scaled_view(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """(B, 3, H, W) images resized (bilinear, antialiased when shrinking) by ``scale``, each
+    side at least 32 px (the net's stride); the input itself when the size does not change."""
+    h, w = (max(32, round(side * scale)) for side in images.shape[-2:])
+    if (h, w) == tuple(images.shape[-2:]):
+        return images
+    return F.interpolate(images, size=(h, w), mode="bilinear", antialias=scale < 1, align_corners=False)
 
 
 class _Window:
