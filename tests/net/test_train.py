@@ -391,6 +391,7 @@ def test_self_distillation_trains_towards_a_frozen_teacher(synth, tmp_path):
     assert train([synth], distilled, *common, "--set", "loss.distill_weight=1.0", "--set", "loss.distill_teacher=init") == 0
     # Same batches, one more term: the logged loss is higher by the (positive) distillation term.
     assert all(float(d["loss"]) > float(p["loss"]) for d, p in zip(metrics(distilled), metrics(plain)))
+    assert all(0 < float(d["distill_loss"]) <= 2 for d in metrics(distilled)) and all(p["distill_loss"] == "" for p in metrics(plain))
     assert teacher.read_bytes() == before
 
     # The target: the teacher's descriptors averaged over sizes and mirrors, computed here by hand.

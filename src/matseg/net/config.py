@@ -88,7 +88,7 @@ class LossConfig:
         if self.distill_weight < 0:
             raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight}")
         if self.distill_weight and not self.distill_teacher:
-            raise ValueError(f"distill_weight {self.distill_weight} needs distill_teacher (a .safetensors path or 'default')")
+            raise ValueError(f"distill_weight {self.distill_weight} needs distill_teacher (a .safetensors path, 'default' or 'init')")
         if not self.distill_scales or any(not 0.25 <= s <= 2 for s in self.distill_scales):
             raise ValueError(f"distill_scales must be a non-empty list of sizes in [0.25, 2], got {self.distill_scales}")
 

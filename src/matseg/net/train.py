@@ -77,7 +77,8 @@ BEST_NAME = "best.safetensors"
 RUN_META_NAME = "run.json"
 METRICS_NAME = "metrics.csv"
 VALIDATION_NAME = "validation.jsonl"
-METRIC_COLUMNS = ("step", "loss", "accuracy", "materials", "lr", "images_per_s", "val_loss", "val_accuracy", "bench_score", "rank_loss")
+TERM_COLUMNS = ("rank_loss", "distill_loss")  # optional loss terms: empty cells when off
+METRIC_COLUMNS = ("step", "loss", "accuracy", "materials", "lr", "images_per_s", "val_loss", "val_accuracy", "bench_score", *TERM_COLUMNS)
 
 
 
@@ -666,9 +667,9 @@ class Trainer:
         try:
             with _StopFlag() as stop:
                 for batch in loader:
-                    loss_value, accuracy, materials, images, rank_value = self._step(net, opt, sched, scaler, batch)
+                    loss_value, accuracy, materials, images, terms = self._step(net, opt, sched, scaler, batch)
                     step += 1
-                    window.add(loss_value, accuracy, materials, images, rank_value)
+                    window.add(loss_value, accuracy, materials, images, terms)
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
@@ -723,7 +724,7 @@ class Trainer:
             print(summary.format(), file=sys.stderr)
         d.barrier()
 
-    def _step(self, net, opt, sched, scaler, batch) -> tuple[float, float, int, int, float]:
+    def _step(self, net, opt, sched, scaler, batch) -> tuple[float, float, int, int, dict]:
         images = batch["images"].to(self.device, non_blocking=True)
         if self.cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -738,15 +739,17 @@ class Trainer:
         # The loss runs in fp32 (the net returns fp32 unit vectors): softmax at temperature 0.2
         # over many materials is sensitive to bf16 rounding.
         loss, stats = material_loss(descriptors, fractions, roi, loss_cfg.temperature, loss_cfg.target)
-        rank_value = float("nan")
+        terms = {}  # the optional terms' values, unweighted (TERM_COLUMNS)
         if loss_cfg.rank_weight:
             reference = self._rank_reference(net, images, taps, tuple(descriptors.shape[-2:]))
             rank, rank_stats = rank_loss(descriptors, reference, fractions, roi, loss_cfg.rank_scale, loss_cfg.rank_margin)
             loss = loss + loss_cfg.rank_weight * rank
             if rank_stats["triplets"]:
-                rank_value = float(rank.detach())
+                terms["rank_loss"] = float(rank.detach())
         if loss_cfg.distill_weight:
-            loss = loss + loss_cfg.distill_weight * distill_loss(descriptors, self._distill_target(images, tuple(descriptors.shape[-2:])))
+            distill = distill_loss(descriptors, self._distill_target(images, tuple(descriptors.shape[-2:])))
+            loss = loss + loss_cfg.distill_weight * distill
+            terms["distill_loss"] = float(distill.detach())
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if self.cfg.optim.grad_clip:
@@ -755,7 +758,7 @@ class Trainer:
         scaler.step(opt)
         scaler.update()
         sched.step()
-        return float(loss.detach()), stats["accuracy"], stats["materials"], int(images.shape[0]), rank_value
+        return float(loss.detach()), stats["accuracy"], stats["materials"], int(images.shape[0]), terms
 
     def _rank_reference(self, net, images: torch.Tensor, taps: list, size: tuple[int, int]) -> torch.Tensor:
         """The rank term's ImageNet reference: the crop's own taps, plus the encoder's view of
@@ -802,11 +805,12 @@ class _Window:
         self.reset()
 
     def reset(self):
-        self.loss = self.acc = self.materials = self.rank = 0.0
-        self.steps = self.acc_steps = self.images = self.rank_steps = 0
+        self.loss = self.acc = self.materials = 0.0
+        self.steps = self.acc_steps = self.images = 0
+        self.terms = {name: [0.0, 0] for name in TERM_COLUMNS}  # sum, steps that had the term
         self.t0 = time.perf_counter()
 
-    def add(self, loss: float, accuracy: float, materials: int, images: int, rank: float = float("nan")) -> None:
+    def add(self, loss: float, accuracy: float, materials: int, images: int, terms: dict | None = None) -> None:
         self.loss += loss
         self.materials += materials
         self.steps += 1
@@ -814,13 +818,15 @@ class _Window:
         if math.isfinite(accuracy):
             self.acc += accuracy
             self.acc_steps += 1
-        if math.isfinite(rank):
-            self.rank += rank
-            self.rank_steps += 1
+        for name, value in (terms or {}).items():
+            if math.isfinite(value):
+                self.terms[name][0] += value
+                self.terms[name][1] += 1
 
     def summary(self, d: Dist) -> dict:
-        loss, acc, acc_steps, materials, steps, images, rank, rank_steps = d.sum(
-            [self.loss, self.acc, self.acc_steps, self.materials, self.steps, self.images, self.rank, self.rank_steps]
+        term_sums = [x for name in TERM_COLUMNS for x in self.terms[name]]  # same order on every rank
+        loss, acc, acc_steps, materials, steps, images, *term_sums = d.sum(
+            [self.loss, self.acc, self.acc_steps, self.materials, self.steps, self.images, *term_sums]
         )
         seconds = time.perf_counter() - self.t0
         out = {
@@ -829,7 +835,8 @@ class _Window:
             "materials": materials / max(steps, 1),
             "images_per_s": images / seconds if seconds > 0 else float("nan"),
         }
-        if rank_steps:  # an empty cell in metrics.csv when the rank term is off
-            out["rank_loss"] = rank / rank_steps
+        for name, total, count in zip(TERM_COLUMNS, term_sums[::2], term_sums[1::2]):
+            if count:  # an empty cell in metrics.csv when the term is off
+                out[name] = total / count
         self.reset()
         return out
