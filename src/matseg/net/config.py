@@ -83,14 +83,14 @@ class LossConfig:
                 f"rank_weight, rank_scale and rank_margin must be >= 0, got "
                 f"{self.rank_weight}, {self.rank_scale}, {self.rank_margin}"
             )
-        if not self.rank_teacher_scales or any(not 0.25 <= s <= 2 for s in self.rank_teacher_scales):
-            raise ValueError(f"rank_teacher_scales must be a non-empty list of sizes in [0.25, 2], got {self.rank_teacher_scales}")
+        for name in ("rank_teacher_scales", "distill_scales"):  # a teacher's views of a crop
+            sizes = getattr(self, name)
+            if not sizes or any(not 0.25 <= s <= 2 for s in sizes):
+                raise ValueError(f"{name} must be a non-empty list of sizes in [0.25, 2], got {sizes}")
         if self.distill_weight < 0:
             raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight}")
         if self.distill_weight and not self.distill_teacher:
             raise ValueError(f"distill_weight {self.distill_weight} needs distill_teacher (a .safetensors path, 'default' or 'init')")
-        if not self.distill_scales or any(not 0.25 <= s <= 2 for s in self.distill_scales):
-            raise ValueError(f"distill_scales must be a non-empty list of sizes in [0.25, 2], got {self.distill_scales}")
 
 
 @dataclass
