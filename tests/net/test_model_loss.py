@@ -215,6 +215,16 @@ def test_average_references_hand_computed():
     assert out.shape == (1, 2, 2, 2)
     assert torch.allclose(out, torch.full((1, 2, 2, 2), 0.5**0.5))  # (1, 1) / sqrt(2) everywhere
     assert torch.equal(average_references([a], (2, 2)), a)
+    # Several maps, the first already on the grid: the result is the normalised sum of the
+    # resized maps, and no input is changed (the sum is accumulated in a buffer of its own).
+    torch.manual_seed(0)
+    maps = [torch.randn(2, 3, 4, 6), torch.randn(2, 3, 2, 3), torch.randn(2, 3, 3, 3), torch.randn(2, 3, 4, 6)]
+    copies = [m.clone() for m in maps]
+    resized = [m if m.shape[-2:] == (4, 6) else F.interpolate(m, size=(4, 6), mode="bilinear", align_corners=False) for m in maps]
+    assert torch.allclose(average_references(maps, (4, 6)), F.normalize(sum(resized), dim=1), atol=1e-6)
+    assert all(torch.equal(m, c) for m, c in zip(maps, copies))
+    assert torch.allclose(average_references(maps[::-1], (4, 6)), F.normalize(sum(resized), dim=1), atol=1e-6)
+    assert all(torch.equal(m, c) for m, c in zip(maps, copies))
     with pytest.raises(ValueError, match="at least one"):
         average_references([], (2, 2))
 

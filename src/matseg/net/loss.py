@@ -129,6 +129,12 @@ def material_loss(
     return loss, stats
 
 
+def _unit(x: torch.Tensor, length: float = 1.0) -> torch.Tensor:
+    """``x`` (B, C, h, w) scaled to ``1 / length`` per pixel: ``F.normalize(x, dim=1) / length``
+    in one pass over ``x`` (these maps are large and the passes memory-bound)."""
+    return x / (torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-12) * length)
+
+
 def encoder_reference(taps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
     """Per-pixel reference features from encoder taps: each tap L2-normalised per pixel,
     resized (bilinear) to the first tap's grid, concatenated, cropped to ``size`` and scaled by
@@ -147,13 +153,13 @@ def encoder_reference(taps: list[torch.Tensor], size: tuple[int, int]) -> torch.
     grid = tuple(taps[0].shape[-2:])
     if size[0] > grid[0] or size[1] > grid[1]:
         raise ValueError(f"size {tuple(size)} exceeds the first tap's grid {grid}")
-    parts = []
+    parts, share = [], len(taps) ** 0.5  # each tap's share of the unit length
     for tap in taps:
-        tap = F.normalize(tap.detach().float(), dim=1)
+        tap = tap.detach().float()
         if tuple(tap.shape[-2:]) != grid:
-            tap = F.normalize(F.interpolate(tap, size=grid, mode="bilinear", align_corners=False), dim=1)
-        parts.append(tap)
-    return torch.cat(parts, 1)[..., : size[0], : size[1]] / len(parts) ** 0.5
+            tap = F.interpolate(_unit(tap), size=grid, mode="bilinear", align_corners=False)
+        parts.append(_unit(tap, share))
+    return torch.cat(parts, 1)[..., : size[0], : size[1]]
 
 
 def average_references(references: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
@@ -169,12 +175,18 @@ def average_references(references: list[torch.Tensor], size: tuple[int, int]) ->
     """
     if not references:
         raise ValueError("average_references needs at least one map")
-    total = 0
+    total, owned = None, False  # owned: total is a buffer of ours, safe to add into
     for ref in references:
-        if tuple(ref.shape[-2:]) != tuple(size):
+        resized = tuple(ref.shape[-2:]) != tuple(size)
+        if resized:
             ref = F.interpolate(ref, size=tuple(size), mode="bilinear", align_corners=False)
-        total = total + ref
-    return F.normalize(total, dim=1)
+        if total is None:
+            total, owned = ref, resized
+        elif owned:
+            total.add_(ref)
+        else:
+            total, owned = total + ref, True
+    return _unit(total)
 
 
 def rank_loss(

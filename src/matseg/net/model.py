@@ -18,10 +18,11 @@ from torch import nn
 
 from matseg.net.config import ModelConfig
 from matseg.net.encoders import create_encoder
+from matseg.net.layers import ConvBnAct
 
 
-def _conv_bn_gelu(cin: int, cout: int, k: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.GELU())
+def _conv_bn_gelu(cin: int, cout: int, k: int) -> ConvBnAct:
+    return ConvBnAct(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.GELU())
 
 
 class PSP(nn.Module):
@@ -92,8 +93,9 @@ class DescriptorNet(nn.Module):
             layer.eval()
         return self
 
-    def _encode(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Encoder features at strides 4, 8, 16, 32 of the image padded to a multiple of 32."""
+    def _encode(self, images: torch.Tensor, last_stride: int | None = None) -> list[torch.Tensor]:
+        """Encoder features at strides 4, 8, 16, 32 of the image padded to a multiple of 32 (those
+        up to ``last_stride`` at least, when given)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
         h, w = images.shape[-2:]
@@ -101,8 +103,8 @@ class DescriptorNet(nn.Module):
         x = self.encoder.normalize(images)
         if ph or pw:  # the encoder halves the size five times
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        feats = self.encoder.forward_features(x)
-        return [feats[i] for i in self.tap_index]
+        feats = self.encoder.forward_features(x, last_stride=last_stride)
+        return [feats[i] for i in self.tap_index if i < len(feats)]
 
     def encoder_taps(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's features at strides 4, 8 and 16 of the padded image (no decoder), with
@@ -110,7 +112,7 @@ class DescriptorNet(nn.Module):
         mode = self.training
         self.encoder.eval()
         try:
-            return self._encode(images)[:3]
+            return self._encode(images, last_stride=16)[:3]  # the stride-32 blocks are not needed
         finally:
             self.train(mode)  # restores the mode, frozen layers included
 

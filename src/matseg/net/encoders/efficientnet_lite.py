@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from matseg.net.layers import conv_bn
+
 # (repeats, kernel, stride, expand ratio, in channels, out channels) per stage.
 LITE0_STAGES = (
     (1, 3, 1, 1, 32, 16),
@@ -75,17 +77,18 @@ class Conv2dSame(nn.Conv2d):
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False):
         super().__init__(in_ch, out_ch, kernel, stride, padding=kernel // 2 if stride == 1 else 0, groups=groups, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        # Padding and precision live here, not in forward, so that conv_bn's folded weights get them too.
         if self.stride[0] != 1:
             kernel, stride = self.kernel_size[0], self.stride[0]
             top, bottom = same_padding(x.shape[-2], kernel, stride)
             left, right = same_padding(x.shape[-1], kernel, stride)
             x = nn.functional.pad(x, (left, right, top, bottom))
-        if self.groups > 1 and _cpu_bf16_backward(x, self.weight):
+        if self.groups > 1 and _cpu_bf16_backward(x, weight):
             # oneDNN's bf16 depthwise backward is 1.5-5x slower than fp32 on the CPU (docs/benchmarks.md).
             with torch.autocast("cpu", enabled=False):
-                return self._conv_forward(x.float(), self.weight, self.bias)
-        return super().forward(x)
+                return super()._conv_forward(x.float(), weight.float(), None if bias is None else bias.float())
+        return super()._conv_forward(x, weight, bias)
 
 
 def _cpu_bf16_backward(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -116,9 +119,9 @@ class MBConvBlock(nn.Module):
         self.act = nn.ReLU6(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act(self._bn0(self._expand_conv(x))) if self.has_expand else x
-        y = self.act(self._bn1(self._depthwise_conv(y)))
-        y = self._bn2(self._project_conv(y))
+        y = self.act(conv_bn(self._expand_conv, self._bn0, x)) if self.has_expand else x
+        y = self.act(conv_bn(self._depthwise_conv, self._bn1, y))
+        y = conv_bn(self._project_conv, self._bn2, y)
         return y + x if self.use_skip else y
 
 
@@ -154,11 +157,13 @@ class EfficientNetLite(nn.Module):
         self._taps = tuple(i for i, _ in taps)
         self.feature_channels = tuple(ch for _, ch in taps)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """``x``: (B, 3, H, W) normalised RGB -> feature maps at strides 2, 4, 8, 16, 32."""
-        x = self.act(self._bn0(self._conv_stem(x)))
+    def forward_features(self, x: torch.Tensor, last_stride: int | None = None) -> list[torch.Tensor]:
+        """``x``: (B, 3, H, W) normalised RGB -> feature maps at strides 2, 4, 8, 16, 32, or only
+        up to ``last_stride`` (the later blocks are not run)."""
+        last = len(self._blocks) - 1 if last_stride is None else self._taps[self.feature_strides.index(last_stride)]
+        x = self.act(conv_bn(self._conv_stem, self._bn0, x))
         features = []
-        for i, block in enumerate(self._blocks):
+        for i, block in enumerate(self._blocks[: last + 1]):
             x = block(x)
             if i in self._taps:
                 features.append(x)
