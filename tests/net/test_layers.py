@@ -1,11 +1,12 @@
 """conv_bn / ConvBnAct: the eval-mode batch-norm fold gives what the two layers give apart."""
 
 import pytest
-import torch
-from torch import nn
 
-from matseg.net.encoders.efficientnet_lite import Conv2dSame
-from matseg.net.layers import ConvBnAct, conv_bn
+torch = pytest.importorskip("torch", reason="torch extra not installed (pip install 'matseg[torch]')")
+from torch import nn  # noqa: E402
+
+from matseg.net.encoders.efficientnet_lite import Conv2dSame  # noqa: E402
+from matseg.net.layers import ConvBnAct, conv_bn  # noqa: E402
 
 
 def _trained_bn(channels: int, affine: bool = True) -> nn.BatchNorm2d:
