@@ -16,6 +16,7 @@ Three measurements:
 Usage: python benchmarks/bench_train.py [--rounds 4] [--steps 4] [--threads 1,2] [--data DIR ...] [--parts lite,e2e,convnext]
                                        [--recipe configs/default-model.yaml]  (e2e with the recipe's crops, decode size, cache)
                                        [--set loss.rank_weight=0 ...]  (e2e: recipe overrides, e.g. the rank term off)
+                                       [--busy 1]  (e2e with another process keeping a core busy)
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import argparse
 import csv
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -239,6 +242,7 @@ def main() -> None:
     ap.add_argument("--parts", default="lite,e2e,convnext", help="which measurements: lite, e2e, convnext, loader")
     ap.add_argument("--views", type=int, default=200, help="loader: training views to time")
     ap.add_argument("--recipe", type=Path, default=None, help="e2e: take the settings from this train config (e.g. configs/default-model.yaml)")
+    ap.add_argument("--busy", type=int, default=0, help="e2e: keep this many other processes busy (a pure-Python loop each) while measuring, as on a shared machine")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e2e with --recipe: override a recipe key")
     args = ap.parse_args()
 
@@ -260,9 +264,15 @@ def main() -> None:
         compare(timers, args.rounds, args.steps)
         del timers
     torch.set_num_threads(max(thread_counts))
-    for data in args.data if "e2e" in parts else []:
-        print("end to end (Trainer: loader + step; the autocast dtype precision resolves to on this CPU is printed):")
-        end_to_end(data, args.steps * args.rounds, args.size, args.batch, "bf16", args.workers, args.recipe, tuple(args.overrides))
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy if "e2e" in parts else 0)]
+    try:
+        for data in args.data if "e2e" in parts else []:
+            print(f"end to end (Trainer: loader + step; the autocast dtype precision resolves to on this CPU is printed)"
+                  f"{f', {args.busy} other busy process(es)' if busy else ''}:")  # fmt: skip
+            end_to_end(data, args.steps * args.rounds, args.size, args.batch, "bf16", args.workers, args.recipe, tuple(args.overrides))
+    finally:
+        for process in busy:
+            process.kill()
     for data in args.data if "loader" in parts else []:
         print(f"loader views of {data} (one process, {'recipe ' + str(args.recipe) if args.recipe else 'default data settings'}):")
         loader_views(data, args.recipe, args.views)

@@ -106,7 +106,7 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA when available), cpu, cuda, cuda:N; under torchrun each rank uses cuda:LOCAL_RANK", "ours")
     precision: str = option("auto", "auto (bf16 autocast on CPUs with native bf16 and on CUDA GPUs that support it; else fp32 on CPU, fp16 on CUDA), fp32, bf16, fp16 (CUDA, with gradient scaling)", "ours", choices=PRECISIONS)
     channels_last: bool = option(True, "channels-last memory layout (faster convolutions on CPU and tensor cores; see docs/benchmarks.md)", "ours")
-    threads: int = option(0, "torch intra-op threads per process (0: torch's default)", "ours")
+    threads: int = option(0, "torch intra-op threads per process (0: torch's default, every core); on a machine where other jobs take cores, set it to the free ones: 2 threads on 2 cores with one busy ran 1.8x slower than 1 thread (docs/benchmarks.md)", "ours")
     input_side: int | None = option(None, "longer image side the trained net is meant to see at inference, written into its checkpoints: predict, segment, eval, the app and --bench validation resize to it unless told otherwise (None: 1024 px)", "ours")
     model: ModelConfig = section(ModelConfig, "the descriptor net")
     data: DataConfig = section(DataConfig, "training data and batches")
