@@ -90,7 +90,7 @@ class ConvNeXtBase(nn.Module):
 
 
 if "convnext_base_plain" not in _ENCODERS:
-    register_encoder("convnext_base_plain")(lambda pretrained=True: ConvNeXtBase())
+    register_encoder("convnext_base_plain")(lambda pretrained=True, weights_file=None: ConvNeXtBase())
 
 REFERENCE_WIDTHS = {"psp_channels": 512, "decoder_channels": [512, 256, 128]}
 

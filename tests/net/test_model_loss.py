@@ -240,3 +240,40 @@ def test_distill_loss_hand_computed_and_detached():
     assert distill_loss(target.detach()[:, :, :, :1] / 2, target.detach()[:, :, :, :1]).item() == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="one shape"):
         distill_loss(desc, target[..., :1])
+
+
+def test_a_registered_encoder_with_forward_features_of_x_alone_still_works():
+    """The registry is open: an encoder whose forward_features takes only x (no last_stride) runs
+    the net and gives encoder_taps (computed in full, as it cannot stop early)."""
+    from torch import nn
+
+    from matseg.net.encoders import _ENCODERS, register_encoder
+
+    class Plain(nn.Module):
+        feature_channels, feature_strides = (8, 16, 24, 32), (4, 8, 16, 32)
+
+        def __init__(self):
+            super().__init__()
+            self.convs = nn.ModuleList(nn.Conv2d(c_in, c_out, 3, 2 if i else 4, 1) for i, (c_in, c_out) in enumerate(zip((3, 8, 16, 24), (8, 16, 24, 32))))
+
+        @staticmethod
+        def normalize(images):
+            return images / 255.0
+
+        def forward_features(self, x):
+            feats = []
+            for conv in self.convs:
+                x = conv(x)
+                feats.append(x)
+            return feats
+
+    register_encoder("plain_test")(lambda pretrained=True, weights_file=None: Plain())
+    try:
+        net = DescriptorNet(ModelConfig(encoder="plain_test", pretrained=False)).eval()
+        images = torch.rand(1, 3, 64, 96) * 255
+        with torch.no_grad():
+            desc, taps = net(images, with_taps=True)
+            assert desc.shape == (1, 128, 16, 24)
+            assert all(torch.equal(a, b) for a, b in zip(net.encoder_taps(images), taps))
+    finally:
+        del _ENCODERS["plain_test"]

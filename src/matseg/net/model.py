@@ -12,6 +12,8 @@ opposite directions).
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,6 +73,7 @@ class DescriptorNet(nn.Module):
         self.skip = nn.ModuleList([_conv_bn_gelu(c16, d1, 1), _conv_bn_gelu(c8, d2, 1), _conv_bn_gelu(c4, d3, 1)])
         self.head = nn.Conv2d(d3, cfg.descriptor_dim, 1)
         self._frozen: list[nn.Module] = []
+        self._stops_early = "last_stride" in inspect.signature(self.encoder.forward_features).parameters
 
     def freeze_encoder(self, stride: int) -> None:
         """Fix the encoder's layers up to output ``stride`` (0: none): no gradients, and their
@@ -103,7 +106,8 @@ class DescriptorNet(nn.Module):
         x = self.encoder.normalize(images)
         if ph or pw:  # the encoder halves the size five times
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        feats = self.encoder.forward_features(x, last_stride=last_stride)
+        # Only asked of encoders that can stop early: a registered encoder's forward_features may take x alone.
+        feats = self.encoder.forward_features(x) if last_stride is None else self.encoder.forward_features(x, last_stride=last_stride)
         return [feats[i] for i in self.tap_index if i < len(feats)]
 
     def encoder_taps(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -112,7 +116,7 @@ class DescriptorNet(nn.Module):
         mode = self.training
         self.encoder.eval()
         try:
-            return self._encode(images, last_stride=16)[:3]  # the stride-32 blocks are not needed
+            return self._encode(images, last_stride=16 if self._stops_early else None)[:3]  # stride 32 is not needed
         finally:
             self.train(mode)  # restores the mode, frozen layers included
 

