@@ -4,8 +4,9 @@
 statistics (eval mode: inference, frozen encoder layers, teacher passes) it folds the batch norm
 into the convolution's weights and bias, so one convolution does both. An eval-mode batch norm
 is a full extra pass over the activations: on a 2-core CPU the frozen encoder of a training
-batch (channels-last, fp32) runs 1.8x faster folded (docs/benchmarks.md). The fold is recomputed at every call (a few hundred floats per
-layer), so it can never go stale after ``load_state_dict``, ``.to()`` or a fine-tune step.
+batch (channels-last, fp32) runs 1.8x faster folded (docs/benchmarks.md). The fold is
+recomputed at every call (a few hundred floats per layer), so it can never go stale after
+``load_state_dict``, ``.to()`` or a fine-tune step.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tenso
         (B, C_out, H', W'), equal to ``bn(conv(x))`` up to float rounding (about 1e-6 relative in
         fp32). Gradients reach ``conv``'s and ``bn``'s parameters through the fold as well.
     """
-    if bn.training or not bn.track_running_stats or bn.running_var is None:
+    if bn.training or bn.running_var is None:  # batch statistics: batch norm's own rule in eval mode
         return bn(conv(x))
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.weight is not None:
