@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from matseg.io.images import read_image_rgb
 from matseg.net.checkpoint import load_model
+from matseg.net.memory import keep_freed_memory
 from matseg.net.model import DescriptorNet
 from matseg.net.precision import autocast, resolve_precision
 
@@ -199,7 +200,9 @@ class Predictor:
     Args:
         model: a :class:`DescriptorNet`, a path to a ``.safetensors`` checkpoint, or None for
             the default model that ships with matseg (:mod:`matseg.models`).
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``. On the
+            CPU the process's C library is told to keep freed memory for reuse
+            (:func:`matseg.net.memory.keep_freed_memory`; ``MATSEG_KEEP_FREED_MEMORY=0`` opts out).
         max_side: longer image side the net sees (images are resized, not tiled, with area
             averaging). None: the weights' own ``input_side`` (the shipped model's registry
             entry, or a checkpoint's metadata), else 1024 px; for the authors' net
@@ -225,6 +228,8 @@ class Predictor:
     def __init__(self, model: DescriptorNet | str | os.PathLike | None = None, device: str = "auto",
                  max_side: int | None = None, precision: str = "fp32", extra_sides=(), extra_scales=(), flip: bool = False):  # fmt: skip
         self.device = pick_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # a fresh mmap per activation cost 30 % of a 512² prediction (matseg.net.memory)
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.precision = precision
         input_side = None
