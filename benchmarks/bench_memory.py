@@ -28,10 +28,10 @@ def run(command: list[str], keep: str) -> tuple[list[str], float]:
     env["MATSEG_KEEP_FREED_MEMORY"] = keep
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        sys.exit(f"{' '.join(command)} failed ({child.returncode}):\n{output}")
+    _, status, usage = os.wait4(child.pid, 0)  # wait4: this child's own peak memory
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        sys.exit(f"{' '.join(command)} failed ({code}):\n{output}")
     lines = [line.strip() for line in output.splitlines() if " s per " in line or "images/s" in line]
     return lines, usage.ru_maxrss / 1024  # KiB on Linux
 

@@ -39,9 +39,14 @@ print(json.dumps({"applied": applied, "again": keep_freed_memory(), "mmapped_blo
 """
 
 
-def _probe(**env: str) -> dict:
+def _clean_env(**env: str) -> dict:
+    """This process's environment without the allocator settings under test, plus ``env``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "MATSEG_KEEP_FREED_MEMORY"}
-    out = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True, check=True)
+    return {**clean, **env}
+
+
+def _probe(**env: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE], env=_clean_env(**env), capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if "skip" in result:
         pytest.skip(result["skip"])
@@ -74,6 +79,5 @@ def test_predictor_on_the_cpu_applies_it():
         "Predictor(DescriptorNet(ModelConfig(pretrained=False)), device='cpu')\n"
         "print(m._applied)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={k: v for k, v in os.environ.items() if k != "MATSEG_KEEP_FREED_MEMORY" and not k.startswith("MALLOC_")})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_clean_env())
     assert out.stdout.strip().splitlines()[-1] == "True"
