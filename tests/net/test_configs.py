@@ -80,46 +80,6 @@ def test_train_script_exports_checkpoints_its_configs_keep():
         assert all(n % cfg["keep_every"] == 0 and n <= cfg["steps"] for n in steps) and max(steps) == cfg["steps"], (stage, steps)
 
 
-def _run_train_script(tmp_path, gpu: bool, resume_stage1: bool = False) -> list[str]:
-    """recipes/model/train.sh with stand-ins for matseg and python that log their arguments."""
-    import os
-    import shutil
-    import subprocess
-
-    if shutil.which("bash") is None:
-        pytest.skip("needs bash")
-    log = tmp_path / "calls.log"
-    for tool in ("matseg", "py"):
-        stub = tmp_path / f"{tool}-stub"
-        stub.write_text(f'#!/usr/bin/env bash\necho "{tool} $*" >> "{log}"\n')
-        stub.chmod(0o755)
-    out = tmp_path / "out"
-    if resume_stage1:
-        (out / "stage1").mkdir(parents=True)
-        (out / "stage1" / "state.pt").write_bytes(b"")
-    script = CONFIGS[0].parents[1] / "recipes" / "model" / "train.sh"
-    env = {**os.environ, "MATSEG": str(tmp_path / "matseg-stub"), "PY": str(tmp_path / "py-stub"), "GPU": "1" if gpu else "0"}
-    subprocess.run(["bash", str(script), str(out), "m"], env=env, check=True, capture_output=True, text=True)
-    return [line.replace(str(out), "OUT") for line in log.read_text().splitlines()]
-
-
-@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
-def test_train_script_runs_both_stages(tmp_path, gpu):
-    calls = _run_train_script(tmp_path, gpu)
-    stage1 = "configs/default-model-gpu.yaml" if gpu else "configs/default-model.yaml"
-    machine = "--set device=cuda --set data.workers=12 --set data.size_multiple=64 " if gpu else ""
-    assert calls == [
-        f"matseg train --config {stage1} OUT/synth2d -o OUT/stage1",
-        "py recipes/model/export.py OUT/stage1/step_0002000.safetensors OUT/stage1/step_0002500.safetensors --name m-stage1 --models-dir OUT/models --no-default",
-        f"matseg train --config configs/default-model-distill.yaml {machine}--set model.init_weights=OUT/models/m-stage1.safetensors OUT/synth2d -o OUT/stage2",
-        "py recipes/model/export.py OUT/stage2/step_0000400.safetensors OUT/stage2/step_0000600.safetensors --name m --models-dir OUT/models --no-default",
-    ]
-
-
-def test_train_script_continues_a_started_stage(tmp_path):
-    assert _run_train_script(tmp_path, gpu=False, resume_stage1=True)[0] == "matseg train --resume -o OUT/stage1"
-
-
 def test_gpu_stage_two_takes_the_gpu_recipes_machine_settings():
     """The --set of train.sh's GPU stage 2 resolve, and match configs/default-model-gpu.yaml."""
     import re
