@@ -26,11 +26,19 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
-def add_runner_args(parser: argparse.ArgumentParser) -> None:
+def add_runner_args(parser: argparse.ArgumentParser, default_workers: int | None = None, ray: bool = True) -> None:
+    """``-w``, ``--no-progress`` and (with ``ray``) ``--ray``/``--ray-address`` of a batch stage.
+
+    ``default_workers`` None means one worker process per core; 1 runs the items in this process.
+    """
     group = parser.add_argument_group("execution")
-    group.add_argument("-w", "--workers", type=int, default=None, help="worker processes (default: all cores)")
-    group.add_argument("--ray", action="store_true", help="run on Ray (starts a local instance unless --ray-address)")
-    group.add_argument("--ray-address", metavar="ADDR", help="connect to a running Ray cluster (e.g. auto or ray://host:10001)")
+    default = "all cores" if default_workers is None else str(default_workers)
+    if default_workers == 1:
+        default += ": this process, all its threads; N > 1: N processes of one thread each"
+    group.add_argument("-w", "--workers", type=int, default=default_workers, help=f"worker processes (default: {default})")
+    if ray:
+        group.add_argument("--ray", action="store_true", help="run on Ray (starts a local instance unless --ray-address)")
+        group.add_argument("--ray-address", metavar="ADDR", help="connect to a running Ray cluster (e.g. auto or ray://host:10001)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -41,8 +49,8 @@ def runner_options(args: argparse.Namespace, description: str, **extra):
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     return RunnerOptions(
         workers=args.workers,
-        ray=bool(args.ray or args.ray_address),
-        ray_address=args.ray_address,
+        ray=bool(getattr(args, "ray", False) or getattr(args, "ray_address", None)),
+        ray_address=getattr(args, "ray_address", None),
         progress=not args.no_progress,
         description=description,
         **extra,

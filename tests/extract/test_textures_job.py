@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from matseg.cli import main
-from matseg.extract.textures_job import find_inputs, score_digits, texture_name
+from matseg.extract.textures_job import score_digits, texture_name
 from matseg.io.images import encode_image, read_image_rgb
 from matseg.io.sources import ImageSource
 
@@ -182,17 +182,6 @@ def test_exif_orientation_and_downscaled_working_image(tmp_path):
         assert abs(box["w"] - record["cells"]["side"] * 10 * 1.5) <= 1
 
 
-def test_find_inputs_names_and_exclusions(tmp_path):
-    folder = tmp_path / "in"
-    (folder / ".hidden").mkdir(parents=True)
-    (folder / "sub").mkdir()
-    for name in ("x.jpg", "x.png", ".hidden/y.jpg", ".dot.jpg", "sub.jpg", "sub/w.jpg"):
-        (folder / name).write_bytes(b"")
-    (folder / "out").mkdir()
-    (folder / "out" / "z.jpg").write_bytes(b"")
-    inputs = find_inputs([folder], exclude=folder / "out")
-    assert [(i.path.name, i.name) for i in inputs] == [
-        ("sub.jpg", "sub_jpg"), ("w.jpg", "sub/w"), ("x.jpg", "x"), ("x.png", "x_png"),
-    ]  # fmt: skip
+def test_texture_names():
     assert texture_name("photo", 3, 0.5110306, 75) == "photo_3_Score_5110_TileSize75_Texture"
     assert score_digits(1.0) == "9999" and score_digits(0.5) == "5000"

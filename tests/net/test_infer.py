@@ -9,16 +9,7 @@ from PIL import Image  # noqa: E402
 from matseg.cli import main  # noqa: E402
 from matseg.net.checkpoint import save_weights  # noqa: E402
 from matseg.net.infer import DescriptorMap, Predictor, cluster_descriptors, spherical_kmeans  # noqa: E402
-from matseg.net.model import DescriptorNet, ModelConfig  # noqa: E402
-
-SMALL = ModelConfig(pretrained=False, descriptor_dim=16, decoder_channels=[32, 16, 16], psp_channels=8)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_weights(tmp_path_factory.mktemp("w") / "net.safetensors", DescriptorNet(SMALL))
-
+from matseg.net.model import DescriptorNet  # noqa: E402
 
 def test_similarity_map_in_original_coordinates(weights):
     import skimage.data
@@ -193,9 +184,9 @@ def test_view_sides_cap_and_deduplicate():
     assert view_sides((100, 40), 1024, (256,), (0.75, 0.5, 0.1)) == [100, 75, 50, 32]
 
 
-def test_max_side_comes_from_the_weights_unless_given(tmp_path):
+def test_max_side_comes_from_the_weights_unless_given(tmp_path, small_net_config):
     torch.manual_seed(0)
-    net = DescriptorNet(SMALL)
+    net = DescriptorNet(small_net_config)
     named = save_weights(tmp_path / "named.safetensors", net, extra={"step": 1, "input_side": 96})
     plain = save_weights(tmp_path / "plain.safetensors", net, extra={"step": 1})
     assert Predictor(named, device="cpu").max_side == 96

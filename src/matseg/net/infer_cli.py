@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import matseg
-from matseg import exit_codes
-from matseg.cli_common import UsageError
+from matseg.cli_common import UsageError, add_runner_args
 from matseg.net import PRECISIONS
 
 TORCH_HINT = "this command needs PyTorch: pip install 'matseg[torch]'"
@@ -36,7 +35,9 @@ def add_tta_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", type=Path, help="image files (EXIF orientation applied)")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGES",
+                   help="photo files and/or folders (searched recursively; EXIF orientation applied); outputs of a photo "
+                   "in a sub-folder go to the same sub-folder of --out")  # fmt: skip
     p.add_argument("--weights", type=Path, default=None,
                    help="trained net (.safetensors from `matseg train` or `matseg convert`, or the authors' Defult.torch); default: the model that ships with matseg")  # fmt: skip
     p.add_argument("-o", "--out", type=Path, default=None, help="output folder (default: out/<command>)")
@@ -45,6 +46,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="longer side the net sees; larger images are resized (default: the model's own, 384 px for the shipped one; 1024 for a checkpoint that names none; 700 for the authors' net)")  # fmt: skip
     add_precision_arg(p)
     add_tta_arg(p)
+    add_runner_args(p, default_workers=1, ray=False)
 
 
 def add_parser(subparsers) -> None:
@@ -52,7 +54,8 @@ def add_parser(subparsers) -> None:
         "predict", help="similarity map of a point (or several) with a trained net",
         description="For each point, the cosine similarity of every pixel's material descriptor to the "
         "point's (mean over a disc of --radius pixels). Writes <image>_p<i>.npy (float32, -1..1, original "
-        "size), .png (similarity clipped to 0..1 as 8-bit) and _overlay.png.",
+        "size), .png (similarity clipped to 0..1 as 8-bit) and _overlay.png, plus run.json (model, options) and "
+        "summary.json. A rerun with the same model and options skips the photos already done.",
     )  # fmt: skip
     _common(p)
     p.add_argument("--point", dest="points", type=_point, action="append", required=True, metavar="X,Y",
@@ -63,7 +66,8 @@ def add_parser(subparsers) -> None:
     s = subparsers.add_parser(
         "segment", help="full material segmentation with a trained net",
         description="Clusters the per-pixel descriptors (spherical k-means; K given with -k or chosen by "
-        "silhouette in 2..--max-materials) and writes <image>_labels.png (ids), _colour.png and _overlay.png.",
+        "silhouette in 2..--max-materials) and writes <image>_labels.png (ids), _colour.png and _overlay.png, plus "
+        "run.json (model, options) and summary.json. A rerun with the same model and options skips the photos already done.",
     )  # fmt: skip
     _common(s)
     s.add_argument("-k", "--materials", type=int, default=None, help="number of materials (default: automatic)")
@@ -89,67 +93,63 @@ def _load(args):
     return predictor
 
 
-def _for_each_image(args, default_out: str, work) -> int:
-    """Load the net, then ``work(path, image, out)`` for every readable image; 1 if any image failed."""
-    from matseg.cli_common import prepare_output_dir
+def _read_previous_run(path: Path) -> dict | None:
+    """The ``run.json`` an earlier run left in the output folder, or None (absent or unreadable)."""
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _run(args, job_class, **job_args) -> int:
+    """Load the net, then run ``job_class`` over the photos and folders of the command line."""
+    from matseg.cli_common import close_run, prepare_output_dir, runner_options
     from matseg.io.atomic import write_json_atomic
-    from matseg.io.images import ImageReadError, read_image_rgb
+    from matseg.io.inputs import find_inputs
+    from matseg.net.infer_job import PredictorSpec
 
     predictor = _load(args)
-    out = prepare_output_dir(args.out or Path(default_out))
+    out_arg = args.out or Path("out") / job_class.name
+    try:
+        inputs = find_inputs(args.images, exclude=out_arg)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    out = prepare_output_dir(out_arg)
     # What produced the files: the model (version and sha256, or file and sha256) and the options.
-    options = {k: v for k, v in vars(args).items() if k not in ("handler", "images", "weights", "out", "verbose")}
+    options = {k: v for k, v in vars(args).items() if k not in ("handler", "images", "weights", "out", "verbose", "workers", "no_progress")}
     options.update(predictor.options)  # the effective values (the default max_side depends on the net)
-    write_json_atomic(out / "run.json", {"command": default_out.rsplit("/", 1)[-1], "model": predictor.source,
-                                         "images": [str(p) for p in args.images], "options": options,
-                                         "matseg_version": matseg.__version__})  # fmt: skip
-    failures = 0
-    for path in args.images:
-        try:
-            image = read_image_rgb(path)
-        except ImageReadError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failures += 1
-            continue
-        try:
-            failures += not work(predictor, path, image, out)
-        except ValueError as exc:  # e.g. an image too thin for the net after --max-side
-            print(f"error: {path}: {exc}", file=sys.stderr)
-            failures += 1
-    return exit_codes.FAILED if failures else exit_codes.OK
+    run = {"command": job_class.name, "model": predictor.source, "images": [str(p) for p in args.images], "options": options,
+           "matseg_version": matseg.__version__}  # fmt: skip
+    previous = _read_previous_run(out / "run.json")
+    # A rerun with the same model and options skips the photos whose files are all there;
+    # other settings recompute (and overwrite) every photo.
+    resume = previous is not None and all(previous.get(k) == _json_ready(run[k]) for k in ("command", "model", "options"))
+    write_json_atomic(out / "run.json", run)
+    spec = PredictorSpec(str(args.weights) if args.weights else None, args.device, args.max_side, args.precision, args.tta)
+    job = job_class(spec, out, inputs, resume=resume, predictor=predictor, **job_args)
+    print(f"{job_class.name}: {len(inputs)} photo{'s' if len(inputs) != 1 else ''} -> {out}", file=sys.stderr)
+    from matseg.runner import run_job
+
+    summary = run_job(job, runner_options(args, job_class.name))
+    return close_run(out, summary, {"model": predictor.source})
+
+
+def _json_ready(value):
+    """``value`` as it reads back from JSON (tuples become lists), for comparing with a saved run."""
+    import json
+
+    return json.loads(json.dumps(value))
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from matseg.net.infer import save_similarity_outputs
+    from matseg.net.infer_job import PredictJob
 
-    def work(predictor, path, image, out) -> bool:
-        h, w = image.shape[:2]
-        bad = [p for p in args.points if not (0 <= p[0] < w and 0 <= p[1] < h)]
-        if bad:
-            print(f"error: {path}: point(s) {bad} outside the image ({w}x{h})", file=sys.stderr)
-            return False
-        sims = predictor.similarity_maps(image, args.points, args.radius)
-        for i, (sim, point) in enumerate(zip(sims, args.points)):
-            written = save_similarity_outputs(out, f"{path.stem}_p{i}", image, sim, point)
-            print(f"{path}: point {point} -> {written[0]}")
-        return True
-
-    return _for_each_image(args, "out/predict", work)
+    return _run(args, PredictJob, points=args.points, radius=args.radius)
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    import cv2
+    from matseg.net.infer_job import SegmentJob
 
-    from matseg.io.images import write_image
-    from matseg.net.infer import colorize_labels
-
-    def work(predictor, path, image, out) -> bool:
-        labels = predictor.segment(image, args.materials, args.max_materials, args.seed)
-        colour = colorize_labels(labels)
-        write_image(out / f"{path.stem}_labels.png", labels.astype("uint8"))
-        write_image(out / f"{path.stem}_colour.png", colour)
-        write_image(out / f"{path.stem}_overlay.png", cv2.addWeighted(image, 0.5, colour, 0.5, 0))
-        print(f"{path}: {int(labels.max()) + 1} materials -> {out / (path.stem + '_colour.png')}")
-        return True
-
-    return _for_each_image(args, "out/segment", work)
+    return _run(args, SegmentJob, materials=args.materials, max_materials=args.max_materials, seed=args.seed)
