@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; the exit codes are those of :mod:`matseg.exit_codes`."""
+    from matseg.net.memory import prefer_huge_pages
+
+    prefer_huge_pages()  # before the process's first tensor, when PyTorch reads it (matseg.net.memory)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

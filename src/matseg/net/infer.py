@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from matseg.io.images import read_image_rgb
 from matseg.net.checkpoint import load_model
-from matseg.net.memory import keep_freed_memory
+from matseg.net.memory import keep_freed_memory, prefer_huge_pages
 from matseg.net.model import DescriptorNet
 from matseg.net.precision import autocast, resolve_precision
 
@@ -230,6 +230,7 @@ class Predictor:
         self.device = pick_device(device)
         if self.device.type == "cpu":
             keep_freed_memory()  # a fresh mmap per activation cost 30 % of a 512² prediction (matseg.net.memory)
+            prefer_huge_pages()  # 5-10 % more, where no tensor exists yet (matseg.net.memory)
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.precision = precision
         input_side = None

@@ -65,7 +65,7 @@ from matseg.net.config import (  # noqa: F401 (re-exported)
     TrainError,
     load_saved_config,
 )
-from matseg.net.memory import keep_freed_memory
+from matseg.net.memory import HUGE_PAGES_VARIABLE, keep_freed_memory, prefer_huge_pages
 from matseg.net.model import DescriptorNet
 from matseg.net.precision import autocast, resolve_precision
 from matseg.runner.driver import available_cpus
@@ -464,7 +464,9 @@ class Trainer:
         progress: show a progress bar (rank 0).
 
     On the CPU, :meth:`run` tells the process's C library to keep freed memory for reuse
-    (:func:`matseg.net.memory.keep_freed_memory`; ``MATSEG_KEEP_FREED_MEMORY=0`` opts out).
+    (:func:`matseg.net.memory.keep_freed_memory`; ``MATSEG_KEEP_FREED_MEMORY=0`` opts out), and
+    the constructor asks PyTorch for huge pages (:func:`matseg.net.memory.prefer_huge_pages`;
+    ``THP_MEM_ALLOC_ENABLE=0`` opts out).
     """
 
     def __init__(self, cfg: TrainConfig, data_roots: list[Path], run_dir: Path, resume: bool = False,
@@ -474,6 +476,8 @@ class Trainer:
         self._bench_images: list = []
         self.dist = init_distributed(cfg.device)
         self.device = resolve_device(cfg.device, self.dist.local_rank)
+        if self.device.type == "cpu":
+            prefer_huge_pages()  # 5-12 % faster steps, where no tensor exists yet (matseg.net.memory)
         self.autocast_dtype = resolve_precision(cfg.precision, self.device)
         try:
             self.train_samples, self.val_samples = split_samples(self.data_roots, cfg.data.val_fraction, cfg.data.nested)
@@ -583,6 +587,7 @@ class Trainer:
             "matseg_version": matseg.__version__,
             "torch_version": torch.__version__,
             "keep_freed_memory": keep_freed_memory() if self.device.type == "cpu" else None,
+            "huge_pages": os.environ.get(HUGE_PAGES_VARIABLE) == "1" if self.device.type == "cpu" else None,  # matseg.net.memory.prefer_huge_pages
         })  # fmt: skip
 
     def _check_config(self) -> None:
