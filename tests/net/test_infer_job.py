@@ -84,3 +84,14 @@ def test_worker_processes_give_the_same_maps(library, weights, tmp_path):
 def test_a_missing_input_is_a_usage_error(weights, tmp_path, capsys):
     assert main(["segment", str(tmp_path / "nope.jpg"), "--weights", str(weights), "-o", str(tmp_path / "o"), *FAST]) == 2
     assert "nope.jpg: no such file or folder" in capsys.readouterr().err
+
+
+def test_a_damaged_run_json_means_recompute(library, weights, tmp_path):
+    (library / "broken.jpg").unlink()
+    out = tmp_path / "seg"
+    args = ["segment", str(library / "y.jpg"), "--weights", str(weights), "-k", "2", "-o", str(out), *FAST]
+    assert main(args) == 0
+    for damaged in ("[1]", "{not json"):
+        (out / "run.json").write_text(damaged)
+        assert main(args) == 0 and _summary(out)["done"] == 1
+        assert json.loads((out / "run.json").read_text())["command"] == "segment"

@@ -98,9 +98,10 @@ def _read_previous_run(path: Path) -> dict | None:
     import json
 
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        previous = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return previous if isinstance(previous, dict) else None
 
 
 def _run(args, job_class, **job_args) -> int:
