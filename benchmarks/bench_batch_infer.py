@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 from matseg.io.images import list_images
 from matseg.io.sources import DEFAULT_PHOTOS, skimage_data_dir
@@ -59,7 +58,7 @@ def main() -> None:
                     rate = summary["done"] / wall if summary["done"] else float("nan")
                     print(f"  -w {workers} {label:5s}  {wall:6.1f} s wall  {summary['done']:3d} done {summary['skipped']:3d} skipped "
                           f"{len(summary['failed'])} failed  {rate:5.2f} photos/s (start-up included)  exit {done.returncode}")  # fmt: skip
-                    if not np.isfinite(rate) and label == "fresh":
+                    if math.isnan(rate) and label == "fresh":
                         print(done.stderr[-2000:], file=sys.stderr)
 
 

@@ -61,8 +61,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from matseg.extract.textures_job import TextureJob, TextureJobConfig, read_meta
-    from matseg.io.inputs import find_inputs
     from matseg.io.atomic import remove_stale_temporaries
+    from matseg.io.inputs import find_inputs
     from matseg.runner import run_job
 
     flags = []

@@ -95,11 +95,11 @@ def _load(args):
 
 def _read_previous_run(path: Path) -> dict | None:
     """The ``run.json`` an earlier run left in the output folder, or None (absent or unreadable)."""
-    import json
+    from matseg.io.atomic import load_json
 
     try:
-        previous = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        previous = load_json(path, ValueError, "run.json")
+    except ValueError:
         return None
     return previous if isinstance(previous, dict) else None
 
@@ -138,10 +138,12 @@ def _run(args, job_class, **job_args) -> int:
 
 
 def _json_ready(value):
-    """``value`` as it reads back from JSON (tuples become lists), for comparing with a saved run."""
+    """``value`` as ``write_json_atomic`` stores it (tuples become lists), for comparing with a saved run."""
     import json
 
-    return json.loads(json.dumps(value))
+    from matseg.io.atomic import json_bytes
+
+    return json.loads(json_bytes(value))
 
 
 def run_predict(args: argparse.Namespace) -> int:
