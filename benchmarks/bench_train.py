@@ -9,19 +9,25 @@ Three measurements:
    capped by max_images), for fp32 / bf16 autocast x channels-last off / on, at each thread count.
 2. ``e2e``: ``matseg.net.train.Trainer`` on a MatSeg folder with the batch side fixed at 256
    (loader workers, crops, augmentation, logging included), images/s from metrics.csv.
-3. ``convnext``: the paper's encoder for comparison: a plain-PyTorch ConvNeXt-B (random init -
+3. ``split`` (with ``--data``): where a step of the training loop goes (forward, the rank or
+   distillation teacher's views, losses, backward, optimizer, loading), from ``torch.profiler``
+   and the trainer's ``matseg.train.<part>`` labels, with the GFLOP/s of each part (a CPU
+   measurement: on CUDA the ranges would time kernel launches, not kernels).
+4. ``convnext``: the paper's encoder for comparison: a plain-PyTorch ConvNeXt-B (random init -
    same layers and FLOPs as torchvision's, no weights needed for timing) with the reference's
    decoder widths (PSP 512, decoder 512/256/128).
 
-Usage: python benchmarks/bench_train.py [--rounds 4] [--steps 4] [--threads 1,2] [--data DIR ...] [--parts lite,e2e,convnext]
+Usage: python benchmarks/bench_train.py [--rounds 4] [--steps 4] [--threads 1,2] [--data DIR ...] [--parts lite,e2e,split,convnext]
                                        [--recipe configs/default-model.yaml]  (e2e with the recipe's crops, decode size, cache)
                                        [--set loss.rank_weight=0 ...]  (e2e: recipe overrides, e.g. the rank term off)
                                        [--busy 1]  (e2e with another process keeping a core busy)
+                                       [--warm 30]  (split: steps before the measured --steps x --rounds)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import platform
 import statistics
@@ -153,34 +159,42 @@ def compare(timers: dict[str, StepTimer], rounds: int, steps: int) -> dict[str, 
     return rates
 
 
+def _loop_config(steps: int, size: int, batch: int, precision: str, workers: int | None, recipe: Path | None, overrides: tuple):
+    """The TrainConfig of a measured loop of ``steps`` steps: ``recipe`` (a train config YAML,
+    ``overrides`` as ``--set`` takes them) or a fixed ``size`` x ``batch``; no validation or
+    checkpoints inside the loop."""
+    import yaml
+
+    from matseg.config import from_dict, merge_override, parse_override
+    from matseg.net.train import TrainConfig
+
+    loop = {"steps": steps, "log_every": steps, "val_every": 10**6, "checkpoint_every": 10**6, "keep_every": 0}
+    if recipe:
+        raw = yaml.safe_load(recipe.read_text())
+        for text in overrides:
+            merge_override(raw, *parse_override(text))
+        raw.update(loop)
+        raw.setdefault("data", {})["val_fraction"] = 0.0
+        if workers is not None:
+            raw["data"]["workers"] = workers
+        return from_dict(TrainConfig, raw)
+    return from_dict(TrainConfig, {
+        **loop, "precision": precision,
+        "data": {"size_min": size, "size_max": size, "max_pixels": size * size * batch, "max_images": batch,
+                 "min_images": batch, "val_fraction": 0.0, "workers": 1 if workers is None else workers},
+    })  # fmt: skip
+
+
 def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, workers: int | None, recipe: Path | None = None,
                overrides: tuple = ()) -> float:  # fmt: skip
     """Images/s of the training loop; with ``recipe`` (a train config YAML, ``overrides`` as
     ``--set`` takes them) its settings (crop sizes, batch budget, decode size, cache, loss)
     replace the fixed ``size`` x ``batch``."""
-    import yaml
-
-    from matseg.config import from_dict, merge_override, parse_override
     from matseg.net.data import loader_workers
-    from matseg.net.train import TrainConfig, Trainer
+    from matseg.net.train import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        loop = {"steps": steps + 2, "log_every": steps + 2, "val_every": 10**6, "checkpoint_every": 10**6, "keep_every": 0}
-        if recipe:
-            raw = yaml.safe_load(recipe.read_text())
-            for text in overrides:
-                merge_override(raw, *parse_override(text))
-            raw.update(loop)
-            raw.setdefault("data", {})["val_fraction"] = 0.0
-            if workers is not None:
-                raw["data"]["workers"] = workers
-            cfg = from_dict(TrainConfig, raw)
-        else:
-            cfg = from_dict(TrainConfig, {
-                **loop, "precision": precision,
-                "data": {"size_min": size, "size_max": size, "max_pixels": size * size * batch, "max_images": batch,
-                         "min_images": batch, "val_fraction": 0.0, "workers": 1 if workers is None else workers},
-            })  # fmt: skip
+        cfg = _loop_config(steps + 2, size, batch, precision, workers, recipe, overrides)
         batch = cfg.data.max_images
         trainer = Trainer(cfg, [data], Path(tmp) / "run", progress=False)
         t0 = time.perf_counter()
@@ -196,6 +210,94 @@ def end_to_end(data: Path, steps: int, size: int, batch: int, precision: str, wo
           f"{loader_workers(cfg.data.workers)} loader worker(s), precision {cfg.precision} -> "
           f"{str(trainer.autocast_dtype).replace('torch.', '') if trainer.autocast_dtype else 'fp32'}; {setting}")  # fmt: skip
     return rate
+
+
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed, _output_padding,
+                         _groups, output_mask, out_shape=None, **kwargs) -> int:  # fmt: skip
+    """FLOPs of a convolution's backward: one forward's worth per gradient asked for (input,
+    weight). torch's own formula ignores ``groups`` and counts a depthwise conv's weight
+    gradient as a dense conv's (the recipe's backward came out at 3x the CPU's peak)."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    return conv_flop_count(x_shape, w_shape, grad_out_shape, transposed=transposed) * (int(output_mask[0]) + int(output_mask[1]))
+
+
+def _part_flops(cfg, data: Path, warm: int) -> dict[str, float]:
+    """FLOPs per part (``torch.utils.flop_counter``: convolutions and matmuls, backward included)
+    of the steps after the first ``warm`` of a training run with ``cfg``, summed."""
+    import matseg.net.train as train_module
+    from torch.utils.flop_counter import FlopCounterMode
+
+    totals: dict[str, float] = {}
+    done = [0]
+
+    @contextlib.contextmanager
+    def counting(part: str):
+        with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops}) as counter:
+            yield
+        if done[0] >= warm:
+            totals[part] = totals.get(part, 0.0) + counter.get_total_flops()
+        done[0] += part == "step"
+
+    labelled = train_module.step_part
+    train_module.step_part = counting
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            train_module.Trainer(cfg, [data], Path(tmp) / "run", progress=False).run()
+    finally:
+        train_module.step_part = labelled
+    return totals
+
+
+def step_split(data: Path, steps: int, warm: int, size: int, batch: int, precision: str, workers: int | None,
+               recipe: Path | None, overrides: tuple) -> dict[str, float]:  # fmt: skip
+    """Where a training step's time goes: ``Trainer.run`` under ``torch.profiler``, the last
+    ``steps`` of ``warm + steps`` steps split by their ``matseg.train.<part>`` labels (the time
+    between two steps is loading and bookkeeping); then the same steps again under a FLOP
+    counter, for the GFLOP/s of each part's convolutions and matmuls (elementwise work counts
+    none). Returns milliseconds per step by part."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from matseg.net.data import BatchStream
+    from matseg.net.train import STEP_PARTS, Trainer
+
+    if warm < 1:
+        raise SystemExit("--warm must be at least 1 (the first step of a run includes its start-up)")
+    cfg = _loop_config(warm + steps, size, batch, precision, workers, recipe, overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, [data], Path(tmp) / "run", progress=False)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            trainer.run()
+        images = sum(len(b) for b in list(BatchStream(cfg.seed, len(trainer.train_samples), cfg.data, 0, cfg.steps, 0, 1))[warm:])
+    events = prof.events()
+    step_events = sorted((e for e in events if e.name == "matseg.train.step"), key=lambda e: e.time_range.start)
+    if len(step_events) != warm + steps:
+        raise SystemExit(f"expected {warm + steps} labelled steps in the profile, found {len(step_events)}")
+    measured = step_events[warm:]
+    first, last = measured[0].time_range.start, measured[-1].time_range.end
+    ms = dict.fromkeys(STEP_PARTS[1:], 0.0)
+    for e in events:
+        part = e.name.removeprefix("matseg.train.")
+        if part in ms and first <= e.time_range.start <= last:
+            ms[part] += e.time_range.elapsed_us() / 1e3
+    ms["loading, bookkeeping"] = sum(b.time_range.start - a.time_range.end for a, b in zip(step_events[warm - 1 : -1], measured)) / 1e3
+    flops = _part_flops(cfg, data, warm)
+    total = sum(ms.values())
+    print(f"  {steps} steps after {warm} warm-up steps, {images / steps:.1f} images per step: {images / total * 1e3:.2f} images/s "
+          f"(under the profiler), {flops.get('step', 0) / total / 1e6:.0f} GFLOP/s of convolutions and matmuls overall")  # fmt: skip
+    print(f"  {'part':<22} {'ms/step':>8} {'share':>6} {'GFLOP/step':>11} {'GFLOP/s':>8}")
+    for part, value in ms.items():
+        if value:
+            gflop = flops.get(part, 0.0) / 1e9
+            rate = f"{gflop / value * 1e3:8.1f}" if gflop else f"{'-':>8}"
+            print(f"  {part:<22} {value / steps:8.1f} {value / total:6.1%} {gflop / steps:11.2f} {rate}")
+    a = torch.randn(2048, 2048)
+    a @ a
+    t0 = time.perf_counter()
+    for _ in range(5):
+        a @ a
+    print(f"  for scale: an fp32 2048 x 2048 matmul here runs at {5 * 2 * 2048**3 / (time.perf_counter() - t0) / 1e9:.0f} GFLOP/s")
+    return {part: value / steps for part, value in ms.items()}
 
 
 def loader_views(data: Path, recipe: Path | None, views: int) -> None:
@@ -239,7 +341,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, nargs="*", default=[], help="MatSeg folders for the end-to-end measurement")
     ap.add_argument("--workers", type=int, default=None, help="e2e loader processes (default: the recipe's data.workers, else 1)")
     ap.add_argument("--freeze", default="4,8", help="lite: also time bf16 + channels-last with the encoder frozen to these strides (optim.freeze_encoder_stride)")
-    ap.add_argument("--parts", default="lite,e2e,convnext", help="which measurements: lite, e2e, convnext, loader")
+    ap.add_argument("--parts", default="lite,e2e,convnext", help="which measurements: lite, e2e, split, convnext, loader")
+    ap.add_argument("--warm", type=int, default=30, help="split: steps before the measured ones (every batch shape of the recipe's first steps seen once)")
     ap.add_argument("--views", type=int, default=200, help="loader: training views to time")
     ap.add_argument("--recipe", type=Path, default=None, help="e2e: take the settings from this train config (e.g. configs/default-model.yaml)")
     ap.add_argument("--busy", type=int, default=0, help="e2e: keep this many other processes busy (a pure-Python loop each) while measuring, as on a shared machine")
@@ -273,6 +376,9 @@ def main() -> None:
     finally:
         for process in busy:
             process.kill()
+    for data in args.data if "split" in parts else []:
+        print(f"where a training step's time goes ({torch.get_num_threads()} thread(s)), {data}:")
+        step_split(data, args.steps * args.rounds, args.warm, args.size, args.batch, "bf16", args.workers, args.recipe, tuple(args.overrides))
     for data in args.data if "loader" in parts else []:
         print(f"loader views of {data} (one process, {'recipe ' + str(args.recipe) if args.recipe else 'default data settings'}):")
         loader_views(data, args.recipe, args.views)

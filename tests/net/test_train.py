@@ -368,6 +368,29 @@ def test_rank_term_trains_and_is_logged(synth, tmp_path):
     assert [r["rank_loss"] for r in metrics(off)] == [""]
 
 
+def test_steps_and_their_parts_carry_profiler_labels(synth, tmp_path):
+    """Each step is one ``matseg.train.step`` range in a torch.profiler trace, with its parts
+    (forward, teacher views, losses, backward, optimizer) inside it: what
+    benchmarks/bench_train.py --parts split reads."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from matseg.net.train import STEP_PARTS
+
+    frozen = ["--set", "model.pretrained=true", "--set", "optim.freeze_encoder_stride=16", "--set", "loss.rank_weight=0.5"]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        assert train([synth], tmp_path / "run", "--set", "steps=3", *frozen) == 0
+    labelled = [e for e in prof.events() if e.name.startswith("matseg.train.")]
+    steps = sorted((e for e in labelled if e.name == "matseg.train.step"), key=lambda e: e.time_range.start)
+    assert len(steps) == 3
+    assert {e.name.removeprefix("matseg.train.") for e in labelled} == set(STEP_PARTS) - {"distill_teacher"}
+    for step in steps:
+        inside = [e.name.removeprefix("matseg.train.") for e in labelled
+                  if e is not step and step.time_range.start <= e.time_range.start and e.time_range.end <= step.time_range.end]  # fmt: skip
+        # Two loss ranges: the contrastive loss before the rank teacher, the rank term after it.
+        assert sorted(inside) == sorted(["forward", "loss", "rank_teacher", "loss", "backward", "optimizer"])
+    assert all(a.time_range.end <= b.time_range.start for a, b in zip(steps, steps[1:]))
+
+
 def test_rank_term_needs_the_frozen_pretrained_encoder():
     for optim, model in (({"freeze_encoder_stride": 8}, {}), ({"freeze_encoder_stride": 16}, {"pretrained": False})):
         with pytest.raises(ValueError, match="rank_weight 0.2 needs optim.freeze_encoder_stride >= 16"):

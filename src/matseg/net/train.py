@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 import matseg
 from matseg.config import diff_keys, dump_yaml, from_dict, to_dict
@@ -679,7 +680,8 @@ class Trainer:
         try:
             with _StopFlag() as stop:
                 for batch in loader:
-                    loss_value, accuracy, materials, images, terms = self._step(net, opt, sched, scaler, batch)
+                    with step_part("step"):
+                        loss_value, accuracy, materials, images, terms = self._step(net, opt, sched, scaler, batch)
                     step += 1
                     window.add(loss_value, accuracy, materials, images, terms)
                     if bar is not None:
@@ -743,33 +745,41 @@ class Trainer:
         fractions = batch["fractions"].to(self.device, non_blocking=True)
         roi = batch["roi"].to(self.device, non_blocking=True)
         loss_cfg = self.cfg.loss
-        with autocast(self.device, self.autocast_dtype):
+        with step_part("forward"), autocast(self.device, self.autocast_dtype):
             if loss_cfg.rank_weight:
                 descriptors, taps = net(images, with_taps=True)
             else:
                 descriptors = net(images)
         # The loss runs in fp32 (the net returns fp32 unit vectors): softmax at temperature 0.2
         # over many materials is sensitive to bf16 rounding.
-        loss, stats = material_loss(descriptors, fractions, roi, loss_cfg.temperature, loss_cfg.target)
+        with step_part("loss"):
+            loss, stats = material_loss(descriptors, fractions, roi, loss_cfg.temperature, loss_cfg.target)
         terms = {}  # the optional terms' values, unweighted (TERM_COLUMNS)
         if loss_cfg.rank_weight:
-            reference = self._rank_reference(net, images, taps, tuple(descriptors.shape[-2:]))
-            rank, rank_stats = rank_loss(descriptors, reference, fractions, roi, loss_cfg.rank_scale, loss_cfg.rank_margin)
-            loss = loss + loss_cfg.rank_weight * rank
+            with step_part("rank_teacher"):
+                reference = self._rank_reference(net, images, taps, tuple(descriptors.shape[-2:]))
+            with step_part("loss"):
+                rank, rank_stats = rank_loss(descriptors, reference, fractions, roi, loss_cfg.rank_scale, loss_cfg.rank_margin)
+                loss = loss + loss_cfg.rank_weight * rank
             if rank_stats["triplets"]:
                 terms["rank_loss"] = float(rank.detach())
         if loss_cfg.distill_weight:
-            distill = distill_loss(descriptors, self._distill_target(images, tuple(descriptors.shape[-2:])))
-            loss = loss + loss_cfg.distill_weight * distill
+            with step_part("distill_teacher"):
+                target = self._distill_target(images, tuple(descriptors.shape[-2:]))
+            with step_part("loss"):
+                distill = distill_loss(descriptors, target)
+                loss = loss + loss_cfg.distill_weight * distill
             terms["distill_loss"] = float(distill.detach())
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if self.cfg.optim.grad_clip:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.optim.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
+        with step_part("backward"):
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+        with step_part("optimizer"):
+            if self.cfg.optim.grad_clip:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.optim.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
         return float(loss.detach()), stats["accuracy"], stats["materials"], int(images.shape[0]), terms
 
     def _rank_reference(self, net, images: torch.Tensor, taps: list, size: tuple[int, int]) -> torch.Tensor:
@@ -799,6 +809,17 @@ class Trainer:
                 if self.cfg.loss.distill_flip:
                     views.append(self.teacher(scaled.flip(-1)).float().flip(-1))
         return average_references(views, size)
+
+
+#: The parts of a training step that carry a ``torch.profiler`` label ``matseg.train.<part>``:
+#: ``step`` encloses the others; the time between two steps is loading and bookkeeping.
+#: ``python benchmarks/bench_train.py --parts split`` reports where a step's time goes by them.
+STEP_PARTS = ("step", "forward", "rank_teacher", "distill_teacher", "loss", "backward", "optimizer")
+
+
+def step_part(part: str) -> record_function:
+    """A ``torch.profiler`` label for one of :data:`STEP_PARTS` (microseconds when no profiler runs)."""
+    return record_function(f"matseg.train.{part}")
 
 
 def _scaled_view(images: torch.Tensor, scale: float) -> torch.Tensor:
