@@ -1,9 +1,17 @@
+import importlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from matseg.io.images import (
+    HEIF_HINT,
     ImageReadError,
+    decode_image_rgb,
     encode_image,
     list_images,
     read_gray_u8,
@@ -97,11 +105,12 @@ def test_missing_file():
 
 
 def test_list_images_filters_and_sorts(tmp_path):
-    for name in ["b.JPG", "a.png", "notes.txt", ".hidden.png", "sub/c.jpeg"]:
+    for name in ["b.JPG", "a.png", "notes.txt", ".hidden.png", "sub/c.jpeg", "phone/d.HEIC", "phone/e.heif", "phone/f.avif", "g.exr"]:
         p = tmp_path / name
         p.parent.mkdir(exist_ok=True)
         p.write_bytes(b"x")
-    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ["a.png", "b.JPG", "sub/c.jpeg"]
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == [
+        "a.png", "b.JPG", "phone/d.HEIC", "phone/e.heif", "phone/f.avif", "sub/c.jpeg"]  # fmt: skip
     with pytest.raises(FileNotFoundError, match="does not exist"):
         list_images(tmp_path / "missing")
 
@@ -117,3 +126,73 @@ def test_write_and_read_gray(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
     with pytest.raises(TypeError):
         encode_image(mask.astype(np.float32), ".png")
+
+
+# tests/io/data/three_bands_rot6.heic (809 bytes) was made here with pillow-heif 1.9.0 from
+# _bands() below: HEIF quality 90, EXIF orientation 6, which the encoder stores as a HEIF
+# rotation (so a reader must turn it upright exactly once).
+HEIC = Path(__file__).parent / "data" / "three_bands_rot6.heic"
+
+
+def _bands() -> np.ndarray:
+    """(32, 48, 3): three vertical bands, red, green, blue."""
+    a = np.zeros((32, 48, 3), np.uint8)
+    a[:, :16], a[:, 16:32], a[:, 32:] = (220, 30, 30), (30, 200, 40), (40, 50, 210)
+    return a
+
+
+def _needs_heif_plugin():
+    for name in ("pi_heif", "pillow_heif"):
+        try:
+            importlib.import_module(name)
+            return
+        except ImportError:
+            pass
+    pytest.skip(f"HEIC needs the heif extra ({HEIF_HINT})")
+
+
+def test_heic_photo_reads_upright_once_under_any_name(tmp_path):
+    _needs_heif_plugin()
+    upright = np.rot90(_bands(), k=-1).astype(int)  # orientation 6: turned 90 degrees clockwise
+    out = read_image_rgb(HEIC)
+    assert out.dtype == np.uint8 and out.shape == (48, 32, 3)
+    assert np.abs(out.astype(int) - upright).max() <= 4  # lossy HEVC; 1 measured
+    info = read_image_info(HEIC)
+    assert (info.width, info.height) == (32, 48)
+    # An upload, and a HEIC file whose name says JPEG: recognised by its header.
+    assert np.array_equal(decode_image_rgb(HEIC.read_bytes(), "upload.heic"), out)
+    misnamed = tmp_path / "IMG_0001.jpg"
+    shutil.copyfile(HEIC, misnamed)
+    assert np.array_equal(read_image_rgb(misnamed), out)
+
+
+def test_heic_without_the_plugin_names_the_file_and_the_extra(tmp_path):
+    misnamed = tmp_path / "IMG_0002.jpg"
+    shutil.copyfile(HEIC, misnamed)
+    # A fresh process where neither plugin can be imported (one may be registered in this one).
+    code = (
+        "import sys; sys.modules['pi_heif'] = sys.modules['pillow_heif'] = None\n"
+        "from matseg.io.images import read_image_rgb, read_image_info, ImageReadError\n"
+        "for f in (read_image_rgb, read_image_info):\n"
+        "    for p in sys.argv[1:]:\n"
+        "        try: f(p)\n"
+        "        except ImageReadError as e: print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(HEIC), str(misnamed)], capture_output=True, text=True, check=True)
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4, done.stdout + done.stderr
+    for line, path in zip(lines, [HEIC, misnamed] * 2):
+        assert line == f"{path}: a HEIC/HEIF photo; reading it needs the HEIF plugin: {HEIF_HINT}"
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow is built without AVIF")
+def test_avif_photo_reads_upright(tmp_path):
+    pil = Image.fromarray(_bands())
+    exif = pil.getexif()
+    exif[0x0112] = 6
+    pil.save(tmp_path / "a.avif", quality=90, exif=exif)
+    out = read_image_rgb(tmp_path / "a.avif")
+    assert out.shape == (48, 32, 3)
+    # Band centres, now stacked top to bottom (lossy chroma blurs the edges between bands).
+    for row, colour in ((8, (220, 30, 30)), (24, (30, 200, 40)), (40, (40, 50, 210))):
+        assert np.abs(out[row, 8:24].astype(int) - colour).max() <= 12

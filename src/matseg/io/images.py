@@ -20,7 +20,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Photo files matseg lists and reads (through Pillow). AVIF needs a Pillow built with it (the
+#: PyPI wheels of Pillow >= 11.3 are); HEIC/HEIF, what many phone cameras save, needs the
+#: ``heif`` extra (``pi-heif``, a decode-only libheif plugin), which is loaded on the first one.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".avif", ".heic", ".heif")
+#: The install hint of a HEIF photo without the plugin.
+HEIF_HINT = "pip install 'matseg[heif]'"
+# Major brands of HEVC-coded HEIF files (ISO/IEC 23008-12), at bytes 8-12 after "ftyp".
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1", b"mif2"}
+_heif_registered: bool | None = None
 
 # A decompression bomb is still refused, but real photos of 100+ Mpx (panoramas) are fine.
 Image.MAX_IMAGE_PIXELS = 400_000_000
@@ -82,6 +90,52 @@ def _exif_orientation(img: Image.Image) -> int:
         return 1
 
 
+def _register_heif() -> bool:
+    """Register the HEIF plugin with Pillow once; False when neither ``pi-heif`` nor
+    ``pillow-heif`` is installed."""
+    global _heif_registered
+    if _heif_registered is None:
+        try:
+            from pi_heif import register_heif_opener
+        except ImportError:
+            try:
+                from pillow_heif import register_heif_opener
+            except ImportError:
+                register_heif_opener = None
+        if register_heif_opener is not None:
+            register_heif_opener()
+        _heif_registered = register_heif_opener is not None
+    return _heif_registered
+
+
+def _is_heif(source) -> bool:
+    """Whether a file or binary stream starts like a HEVC-coded HEIF file (HEIC)."""
+    try:
+        if hasattr(source, "seek"):
+            source.seek(0)
+            head = source.read(12)
+            source.seek(0)
+        else:
+            with open(source, "rb") as fh:
+                head = fh.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
+def _open_image(source, path: Path) -> Image.Image:
+    """``Image.open`` that loads the HEIF plugin when it meets a HEIC photo (not before: most
+    runs never see one) and says how to install it when it is missing."""
+    try:
+        return Image.open(source)
+    except UnidentifiedImageError:
+        if not _is_heif(source):
+            raise
+    if not _register_heif():
+        raise ImageReadError(f"{path}: a HEIC/HEIF photo; reading it needs the HEIF plugin: {HEIF_HINT}")
+    return Image.open(source)
+
+
 def read_image_info(path: str | os.PathLike, data: bytes | None = None) -> ImageInfo:
     """Read only the header: size in the upright frame and pixel mode. Cheap (no decoding).
 
@@ -90,10 +144,12 @@ def read_image_info(path: str | os.PathLike, data: bytes | None = None) -> Image
     """
     path = Path(path)
     try:
-        with Image.open(path if data is None else io.BytesIO(data)) as img:
+        with _open_image(path if data is None else io.BytesIO(data), path) as img:
             w, h = img.size
             orientation = _exif_orientation(img)
             mode = img.mode
+    except ImageReadError:
+        raise
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -169,7 +225,7 @@ def _decode_rgb(source, path: Path, max_pixels: int | None = None) -> np.ndarray
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. PIL's "possibly corrupt EXIF" noise
-            with Image.open(source) as img:
+            with _open_image(source, path) as img:
                 w, h = img.size
                 if max_pixels is not None and w * h > max_pixels:
                     raise ImageReadError(

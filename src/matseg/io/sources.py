@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from matseg.io.images import ImageReadError, read_image_info, read_image_rgb
+from matseg.io.images import IMAGE_EXTENSIONS, ImageReadError, read_image_info, read_image_rgb
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class ImageSource:
             detail = f" ({len(bad)} unreadable: {', '.join(sorted(bad))[:300]})" if bad else ""
             raise ValueError(
                 f"{source}: no usable {name} found (looked for files ending in "
-                f"jpg, jpeg, png, bmp, tif, tiff, webp){detail}"
+                f"{', '.join(e[1:] for e in IMAGE_EXTENSIONS)}){detail}"
             )
         return cls(name, EntryTable(scan.paths, scan.labels, scan.widths, scan.heights), scan.bad, cache_bytes)
 

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from matseg.io.atomic import json_bytes, write_folder
-from matseg.io.images import IMAGE_EXTENSIONS, encode_image, read_image_info
+from matseg.io.images import encode_image, read_image_info
 
 FORMAT_NAME = "matseg-pbr"
 FORMAT_VERSION = 1
@@ -65,9 +65,11 @@ FLAT_NORMAL = (128, 128, 255)
 #: Properties written by ``make`` for every material (the rest are optional).
 CORE_PROPERTIES = ("color", "normal", "height", "roughness", "metallic")
 
-READ_EXTENSIONS = (*IMAGE_EXTENSIONS, ".exr", ".hdr")
 # Among files that name the same property with the same rank, lossless and deep formats win.
 _EXTENSION_PREFERENCE = {".png": 0, ".tif": 1, ".tiff": 1, ".exr": 2, ".hdr": 2, ".bmp": 3, ".webp": 4, ".jpg": 5, ".jpeg": 5}
+#: Map files a material folder may hold: what OpenCV decodes (maps keep 16-bit and float data,
+#: which Pillow would not), so not the phone formats AVIF and HEIC that photos may be in.
+READ_EXTENSIONS = tuple(_EXTENSION_PREFERENCE)
 
 
 class PBRReadError(ValueError):
