@@ -196,3 +196,17 @@ def test_avif_photo_reads_upright(tmp_path):
     # Band centres, now stacked top to bottom (lossy chroma blurs the edges between bands).
     for row, colour in ((8, (220, 30, 30)), (24, (30, 200, 40)), (40, (40, 50, 210))):
         assert np.abs(out[row, 8:24].astype(int) - colour).max() <= 12
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow cannot write the AVIF to test with")
+def test_avif_without_pillow_support_says_what_to_install(tmp_path):
+    path = tmp_path / "a.avif"
+    Image.fromarray(_bands()).save(path, quality=90)
+    code = (  # a Pillow whose AVIF plugin cannot load, as in builds without libavif
+        "import sys; sys.modules['PIL.AvifImagePlugin'] = None\n"
+        "from matseg.io.images import read_image_rgb, ImageReadError\n"
+        "try: read_image_rgb(sys.argv[1])\n"
+        "except ImageReadError as e: print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith(f"{path}: an AVIF photo; this Pillow (") and "pip install -U 'pillow>=11.3'" in done.stdout

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import PIL
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,8 @@ def _register_heif() -> bool:
     return _heif_registered
 
 
-def _is_heif(source) -> bool:
-    """Whether a file or binary stream starts like a HEVC-coded HEIF file (HEIC)."""
+def _major_brand(source) -> bytes:
+    """The ISO base media file's major brand (``b"heic"``, ``b"avif"``, ...), or ``b""``."""
     try:
         if hasattr(source, "seek"):
             source.seek(0)
@@ -119,17 +120,20 @@ def _is_heif(source) -> bool:
             with open(source, "rb") as fh:
                 head = fh.read(12)
     except OSError:
-        return False
-    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+        return b""
+    return head[8:12] if head[4:8] == b"ftyp" else b""
 
 
 def _open_image(source, path: Path) -> Image.Image:
     """``Image.open`` that loads the HEIF plugin when it meets a HEIC photo (not before: most
-    runs never see one) and says how to install it when it is missing."""
+    runs never see one) and says what to install when a HEIC or AVIF photo cannot be read."""
     try:
         return Image.open(source)
     except UnidentifiedImageError:
-        if not _is_heif(source):
+        brand = _major_brand(source)
+        if brand in (b"avif", b"avis"):
+            raise ImageReadError(f"{path}: an AVIF photo; this Pillow ({PIL.__version__}) cannot read AVIF: pip install -U 'pillow>=11.3'") from None
+        if brand not in _HEIF_BRANDS:
             raise
     if not _register_heif():
         raise ImageReadError(f"{path}: a HEIC/HEIF photo; reading it needs the HEIF plugin: {HEIF_HINT}")
