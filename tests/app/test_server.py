@@ -88,6 +88,22 @@ def test_bad_uploads_get_messages(tmp_path: Path, photo_png: bytes):
     assert r.status_code == 404 and "open it again" in r.get_json()["error"]
 
 
+def test_a_phone_photo_uploads_and_displays_upright():
+    """A HEIC upload (tests/io/data, EXIF orientation 6) is decoded upright and displayed as JPEG."""
+    pytest.importorskip("pi_heif", reason="HEIC needs the heif extra (pip install 'matseg[heif]')")
+    import cv2
+
+    heic = Path(__file__).parents[1] / "io" / "data" / "three_bands_rot6.heic"
+    client = create_app(AppConfig()).test_client()
+    r = client.post("/api/images", data={"file": (io.BytesIO(heic.read_bytes()), "IMG_0001.HEIC")})
+    assert r.status_code == 200, r.get_json()
+    image = r.get_json()
+    assert (image["width"], image["height"]) == (32, 48) and image["name"] == "IMG_0001.HEIC"
+    shown = cv2.imdecode(np.frombuffer(client.get(f"/api/images/{image['id']}/display.jpg").data, np.uint8), cv2.IMREAD_COLOR)
+    assert shown.shape == (48, 32, 3)
+    assert shown[4:12, 8:24, 2].mean() > 150 and shown[36:44, 8:24, 0].mean() > 150  # red band on top, blue at the bottom (BGR)
+
+
 @pytest.mark.parametrize(
     "url",
     [
