@@ -2,7 +2,7 @@
 
 Target (issue 6): >= 8 images/s training at 256 px on the CPU for the default encoder.
 
-Three measurements:
+Measurements (``--parts``):
 
 1. ``step``: one optimizer step (forward, material loss, backward, AdamW) on an in-memory batch
    of ``--batch`` 256x256 images (7 = what the default pixel budget 700*700*2 gives at 256 px,

@@ -34,6 +34,20 @@ def train_sample() -> Path:
     return shared_dir("matseg_train_sample")
 
 
+# Made here with pillow-heif 1.9.0 from tests/io/test_images.py's _bands() (three vertical bands,
+# red, green, blue, 48 x 32): HEIF quality 90, EXIF orientation 6, which the encoder stores as a
+# HEIF rotation (so a reader must turn it upright exactly once). 809 bytes.
+HEIC_PHOTO = Path(__file__).parent / "io" / "data" / "three_bands_rot6.heic"
+
+
+def needs_heif_plugin() -> None:
+    """Skip unless a HEIF plugin for Pillow (the heif extra's pi-heif, or pillow-heif) is installed."""
+    import importlib.util
+
+    if not any(importlib.util.find_spec(name) for name in ("pi_heif", "pillow_heif")):
+        pytest.skip("HEIC needs the heif extra (pip install 'matseg[heif]')")
+
+
 def make_photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A photo-like RGB uint8 image: smooth random blobs plus noise (so every channel has structure)."""
     import cv2

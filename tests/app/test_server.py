@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 from matseg.app.server import AppConfig, create_app  # noqa: E402
 from matseg.io.images import encode_image  # noqa: E402
 from tests.app.conftest import two_texture_photo  # noqa: E402
-from tests.conftest import shared_dir  # noqa: E402
+from tests.conftest import HEIC_PHOTO, needs_heif_plugin, shared_dir  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +90,11 @@ def test_bad_uploads_get_messages(tmp_path: Path, photo_png: bytes):
 
 def test_a_phone_photo_uploads_and_displays_upright():
     """A HEIC upload (tests/io/data, EXIF orientation 6) is decoded upright and displayed as JPEG."""
-    pytest.importorskip("pi_heif", reason="HEIC needs the heif extra (pip install 'matseg[heif]')")
+    needs_heif_plugin()
     import cv2
 
-    heic = Path(__file__).parents[1] / "io" / "data" / "three_bands_rot6.heic"
     client = create_app(AppConfig()).test_client()
-    r = client.post("/api/images", data={"file": (io.BytesIO(heic.read_bytes()), "IMG_0001.HEIC")})
+    r = client.post("/api/images", data={"file": (io.BytesIO(HEIC_PHOTO.read_bytes()), "IMG_0001.HEIC")})
     assert r.status_code == 200, r.get_json()
     image = r.get_json()
     assert (image["width"], image["height"]) == (32, 48) and image["name"] == "IMG_0001.HEIC"

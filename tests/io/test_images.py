@@ -1,4 +1,3 @@
-import importlib
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from matseg.io.images import (
     to_uint8,
     write_image,
 )
+from tests.conftest import HEIC_PHOTO, needs_heif_plugin
 
 
 def _rgb(h=20, w=30):
@@ -128,60 +128,51 @@ def test_write_and_read_gray(tmp_path):
         encode_image(mask.astype(np.float32), ".png")
 
 
-# tests/io/data/three_bands_rot6.heic (809 bytes) was made here with pillow-heif 1.9.0 from
-# _bands() below: HEIF quality 90, EXIF orientation 6, which the encoder stores as a HEIF
-# rotation (so a reader must turn it upright exactly once).
-HEIC = Path(__file__).parent / "data" / "three_bands_rot6.heic"
-
-
 def _bands() -> np.ndarray:
-    """(32, 48, 3): three vertical bands, red, green, blue."""
+    """(32, 48, 3): three vertical bands, red, green, blue (the pattern of HEIC_PHOTO)."""
     a = np.zeros((32, 48, 3), np.uint8)
     a[:, :16], a[:, 16:32], a[:, 32:] = (220, 30, 30), (30, 200, 40), (40, 50, 210)
     return a
 
 
-def _needs_heif_plugin():
-    for name in ("pi_heif", "pillow_heif"):
-        try:
-            importlib.import_module(name)
-            return
-        except ImportError:
-            pass
-    pytest.skip(f"HEIC needs the heif extra ({HEIF_HINT})")
+def _read_errors_in_fresh_process(blocked: list[str], paths: list[Path], functions=("read_image_rgb",)) -> list[str]:
+    """The ImageReadError messages of ``functions`` on each of ``paths`` (functions outer, paths
+    inner) in a new Python process where the ``blocked`` modules cannot be imported (a plugin may
+    already be registered in this one)."""
+    code = (
+        "import sys, importlib\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "images = importlib.import_module('matseg.io.images')\n"
+        f"for f in {list(functions)!r}:\n"
+        "    for p in sys.argv[1:]:\n"
+        "        try: getattr(images, f)(p)\n"
+        "        except images.ImageReadError as e: print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True, check=True)
+    return done.stdout.splitlines()
 
 
 def test_heic_photo_reads_upright_once_under_any_name(tmp_path):
-    _needs_heif_plugin()
+    needs_heif_plugin()
     upright = np.rot90(_bands(), k=-1).astype(int)  # orientation 6: turned 90 degrees clockwise
-    out = read_image_rgb(HEIC)
+    out = read_image_rgb(HEIC_PHOTO)
     assert out.dtype == np.uint8 and out.shape == (48, 32, 3)
     assert np.abs(out.astype(int) - upright).max() <= 4  # lossy HEVC; 1 measured
-    info = read_image_info(HEIC)
+    info = read_image_info(HEIC_PHOTO)
     assert (info.width, info.height) == (32, 48)
     # An upload, and a HEIC file whose name says JPEG: recognised by its header.
-    assert np.array_equal(decode_image_rgb(HEIC.read_bytes(), "upload.heic"), out)
+    assert np.array_equal(decode_image_rgb(HEIC_PHOTO.read_bytes(), "upload.heic"), out)
     misnamed = tmp_path / "IMG_0001.jpg"
-    shutil.copyfile(HEIC, misnamed)
+    shutil.copyfile(HEIC_PHOTO, misnamed)
     assert np.array_equal(read_image_rgb(misnamed), out)
 
 
 def test_heic_without_the_plugin_names_the_file_and_the_extra(tmp_path):
     misnamed = tmp_path / "IMG_0002.jpg"
-    shutil.copyfile(HEIC, misnamed)
-    # A fresh process where neither plugin can be imported (one may be registered in this one).
-    code = (
-        "import sys; sys.modules['pi_heif'] = sys.modules['pillow_heif'] = None\n"
-        "from matseg.io.images import read_image_rgb, read_image_info, ImageReadError\n"
-        "for f in (read_image_rgb, read_image_info):\n"
-        "    for p in sys.argv[1:]:\n"
-        "        try: f(p)\n"
-        "        except ImageReadError as e: print(e)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code, str(HEIC), str(misnamed)], capture_output=True, text=True, check=True)
-    lines = done.stdout.splitlines()
-    assert len(lines) == 4, done.stdout + done.stderr
-    for line, path in zip(lines, [HEIC, misnamed] * 2):
+    shutil.copyfile(HEIC_PHOTO, misnamed)
+    lines = _read_errors_in_fresh_process(["pi_heif", "pillow_heif"], [HEIC_PHOTO, misnamed], ("read_image_rgb", "read_image_info"))
+    assert len(lines) == 4, lines
+    for line, path in zip(lines, [HEIC_PHOTO, misnamed] * 2):
         assert line == f"{path}: a HEIC/HEIF photo; reading it needs the HEIF plugin: {HEIF_HINT}"
 
 
@@ -202,11 +193,6 @@ def test_avif_photo_reads_upright(tmp_path):
 def test_avif_without_pillow_support_says_what_to_install(tmp_path):
     path = tmp_path / "a.avif"
     Image.fromarray(_bands()).save(path, quality=90)
-    code = (  # a Pillow whose AVIF plugin cannot load, as in builds without libavif
-        "import sys; sys.modules['PIL.AvifImagePlugin'] = None\n"
-        "from matseg.io.images import read_image_rgb, ImageReadError\n"
-        "try: read_image_rgb(sys.argv[1])\n"
-        "except ImageReadError as e: print(e)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
-    assert done.stdout.startswith(f"{path}: an AVIF photo; this Pillow (") and "pip install -U 'pillow>=11.3'" in done.stdout
+    # A Pillow whose AVIF plugin cannot load, as in builds without libavif.
+    [line] = _read_errors_in_fresh_process(["PIL.AvifImagePlugin"], [path])
+    assert line.startswith(f"{path}: an AVIF photo; this Pillow (") and line.endswith("pip install -U 'pillow>=11.3'")
